@@ -1,0 +1,237 @@
+"""Model configuration and weights from a GGUF file or a Hugging Face folder, in one naming of our own.
+
+Dequantising a GGUF takes seconds (and the tokenizer metadata as long again), so the result is cached
+as safetensors plus a JSON sidecar keyed by the file's sha256; later loads map the cache in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from engine.model_files import ModelError, cache_dir, sha256_of
+from engine.tokenizer import ChatTokenizer, load_tokenizer, tokenizer_from_gguf_metadata
+
+CACHE_FORMAT = 1
+GGUF_ARCHITECTURES = {"llama", "mistral", "qwen2", "smollm"}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rope_theta: float
+    rms_eps: float
+    trained_context: int
+    tie_embeddings: bool
+    attention_bias: bool
+
+
+@dataclass
+class ModelFiles:
+    """Everything a model needs, loaded: its config, weights in our naming, tokenizer and identity."""
+
+    config: ModelConfig
+    weights: dict[str, torch.Tensor]
+    tokenizer: ChatTokenizer
+    source: Path
+    digest: str
+
+
+def load_model_files(path: Path, use_cache: bool = True) -> ModelFiles:
+    if path.is_dir():
+        return _load_hf_folder(path)
+    digest = sha256_of(path)
+    cached = _cache_stem(digest)
+    if use_cache and cached.with_suffix(".json").exists() and cached.with_suffix(".safetensors").exists():
+        return _load_cache(cached, path, digest)
+    files = _load_gguf(path, digest)
+    if use_cache:
+        _write_cache(files, cached)
+    return files
+
+
+def load_model_tokenizer(path: Path) -> ChatTokenizer:
+    """Only the tokenizer, from the cache sidecar when there is one (no weights read)."""
+    if path.is_dir():
+        return load_tokenizer(path)
+    sidecar = _cache_stem(sha256_of(path)).with_suffix(".json")
+    if sidecar.exists():
+        return _tokenizer_from_sidecar(json.loads(sidecar.read_text()))
+    return load_model_files(path).tokenizer
+
+
+def _cache_stem(digest: str) -> Path:
+    return cache_dir() / "weights" / f"{digest[:32]}-v{CACHE_FORMAT}"
+
+
+def _load_gguf(path: Path, digest: str) -> ModelFiles:
+    from engine.gguf_file import iter_gguf_tensors, open_gguf, read_gguf_metadata
+
+    reader = open_gguf(path)
+    meta = read_gguf_metadata(path, reader)
+    arch = meta.get("general.architecture")
+    if arch not in GGUF_ARCHITECTURES:
+        raise ModelError(f"{path}: architecture {arch!r} is not a Llama-family model "
+                         f"(supported: {', '.join(sorted(GGUF_ARCHITECTURES))})")
+    raw = {name: torch.from_numpy(values) for name, values in iter_gguf_tensors(path, reader)}
+    config = _config_from_gguf(meta, arch, raw, path)
+    weights = _rename_gguf(raw, config, permuted_qk=arch in {"llama", "mistral", "smollm"})
+    _check_shapes(weights, config, path)
+    return ModelFiles(config, weights, tokenizer_from_gguf_metadata(meta, path), path, digest)
+
+
+def _config_from_gguf(meta: dict, arch: str, raw: dict[str, torch.Tensor], path: Path) -> ModelConfig:
+    def key(name: str, default=None):
+        value = meta.get(f"{arch}.{name}", default)
+        if value is None:
+            raise ModelError(f"{path}: metadata {arch}.{name} is missing")
+        return value
+
+    hidden, heads = int(key("embedding_length")), int(key("attention.head_count"))
+    if "token_embd.weight" not in raw:
+        raise ModelError(f"{path}: no token_embd.weight tensor")
+    return ModelConfig(
+        architecture=arch,
+        vocab_size=int(raw["token_embd.weight"].shape[0]),
+        hidden_size=hidden,
+        intermediate_size=int(key("feed_forward_length")),
+        num_layers=int(key("block_count")),
+        num_heads=heads,
+        num_kv_heads=int(key("attention.head_count_kv", heads)),
+        head_dim=int(meta.get(f"{arch}.attention.key_length", hidden // heads)),
+        rope_theta=float(key("rope.freq_base", 10000.0)),
+        rms_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
+        trained_context=int(key("context_length", 2048)),
+        tie_embeddings="output.weight" not in raw,
+        attention_bias="blk.0.attn_q.bias" in raw,
+    )
+
+
+_GGUF_LAYER_NAMES = {"attn_norm": "attn_norm", "attn_q": "q", "attn_k": "k", "attn_v": "v", "attn_output": "o",
+                     "ffn_norm": "mlp_norm", "ffn_gate": "gate", "ffn_up": "up", "ffn_down": "down"}
+
+
+def _rename_gguf(raw: dict[str, torch.Tensor], config: ModelConfig, permuted_qk: bool) -> dict[str, torch.Tensor]:
+    """GGUF names to ours; undo llama.cpp's q/k row permutation so RoPE uses the rotate-half convention."""
+    weights = {"embed.weight": raw.pop("token_embd.weight"), "norm.weight": raw.pop("output_norm.weight")}
+    if "output.weight" in raw:
+        weights["lm_head.weight"] = raw.pop("output.weight")
+    for name, tensor in raw.items():
+        parts = name.split(".")
+        if parts[0] != "blk" or parts[2] not in _GGUF_LAYER_NAMES:
+            continue
+        ours = _GGUF_LAYER_NAMES[parts[2]]
+        if permuted_qk and ours in {"q", "k"}:
+            tensor = _unpermute_rows(tensor, config.num_heads if ours == "q" else config.num_kv_heads)
+        weights[f"layers.{parts[1]}.{ours}.{parts[3]}"] = tensor
+    return weights
+
+
+def _unpermute_rows(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+    half = tensor.shape[0] // heads // 2
+    return tensor.reshape(heads, half, 2, *tensor.shape[1:]).transpose(1, 2).reshape(tensor.shape).contiguous()
+
+
+_HF_LAYER_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "q", "self_attn.k_proj": "k",
+                   "self_attn.v_proj": "v", "self_attn.o_proj": "o", "post_attention_layernorm": "mlp_norm",
+                   "mlp.gate_proj": "gate", "mlp.up_proj": "up", "mlp.down_proj": "down"}
+
+
+def _load_hf_folder(folder: Path) -> ModelFiles:
+    config_file = folder / "config.json"
+    shards = sorted(folder.glob("*.safetensors"))
+    if not config_file.exists() or not shards:
+        raise ModelError(f"{folder}: a Hugging Face model folder needs config.json and *.safetensors")
+    hf = json.loads(config_file.read_text())
+    if hf.get("model_type") not in {"llama", "mistral", "qwen2"}:
+        raise ModelError(f"{folder}: model_type {hf.get('model_type')!r} is not a Llama-family model")
+    raw: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        raw.update(load_file(shard))
+    heads = hf["num_attention_heads"]
+    config = ModelConfig(
+        architecture=hf["model_type"], vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"], num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads", heads), head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+        rope_theta=float(hf.get("rope_theta", (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0))),
+        rms_eps=float(hf.get("rms_norm_eps", 1e-6)), trained_context=hf.get("max_position_embeddings", 2048),
+        tie_embeddings="lm_head.weight" not in raw or hf.get("tie_word_embeddings", False),
+        attention_bias="model.layers.0.self_attn.q_proj.bias" in raw,
+    )
+    weights = {"embed.weight": raw["model.embed_tokens.weight"], "norm.weight": raw["model.norm.weight"]}
+    if not config.tie_embeddings:
+        weights["lm_head.weight"] = raw["lm_head.weight"]
+    for name, tensor in raw.items():
+        if not name.startswith("model.layers."):
+            continue
+        index, rest = name[len("model.layers."):].split(".", 1)
+        module, kind = rest.rsplit(".", 1)
+        if module in _HF_LAYER_NAMES:
+            weights[f"layers.{index}.{_HF_LAYER_NAMES[module]}.{kind}"] = tensor.float()
+    weights = {name: tensor.float() for name, tensor in weights.items()}
+    _check_shapes(weights, config, folder)
+    return ModelFiles(config, weights, load_tokenizer(folder), folder, digest=_folder_digest(shards))
+
+
+def _folder_digest(shards: list[Path]) -> str:
+    return "-".join(f"{shard.name}:{shard.stat().st_size}" for shard in shards)
+
+
+def _check_shapes(weights: dict[str, torch.Tensor], config: ModelConfig, source: Path) -> None:
+    expected = {"embed.weight": (config.vocab_size, config.hidden_size), "norm.weight": (config.hidden_size,)}
+    for i in range(config.num_layers):
+        q_rows, kv_rows = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+        expected |= {f"layers.{i}.q.weight": (q_rows, config.hidden_size),
+                     f"layers.{i}.k.weight": (kv_rows, config.hidden_size),
+                     f"layers.{i}.v.weight": (kv_rows, config.hidden_size),
+                     f"layers.{i}.o.weight": (config.hidden_size, q_rows),
+                     f"layers.{i}.gate.weight": (config.intermediate_size, config.hidden_size),
+                     f"layers.{i}.up.weight": (config.intermediate_size, config.hidden_size),
+                     f"layers.{i}.down.weight": (config.hidden_size, config.intermediate_size),
+                     f"layers.{i}.attn_norm.weight": (config.hidden_size,),
+                     f"layers.{i}.mlp_norm.weight": (config.hidden_size,)}
+    for name, shape in expected.items():
+        if name not in weights:
+            raise ModelError(f"{source}: weight {name} is missing")
+        if tuple(weights[name].shape) != shape:
+            raise ModelError(f"{source}: weight {name} has shape {tuple(weights[name].shape)}, expected {shape}")
+
+
+def _write_cache(files: ModelFiles, cached: Path) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = files.tokenizer
+    sidecar = {"format": CACHE_FORMAT, "config": asdict(files.config), "tokenizer": tokenizer.backend.to_str(),
+               "chat_template": tokenizer.chat_template, "bos_token": tokenizer.bos_token,
+               "eos_token": tokenizer.eos_token, "stop_ids": sorted(tokenizer.stop_ids)}
+    tensors_tmp = cached.with_name(cached.name + f".{os.getpid()}.safetensors.part")
+    save_file({name: tensor.contiguous() for name, tensor in files.weights.items()}, str(tensors_tmp))
+    os.replace(tensors_tmp, cached.with_suffix(".safetensors"))
+    sidecar_tmp = cached.with_name(cached.name + f".{os.getpid()}.json.part")
+    sidecar_tmp.write_text(json.dumps(sidecar))
+    os.replace(sidecar_tmp, cached.with_suffix(".json"))
+
+
+def _load_cache(cached: Path, source: Path, digest: str) -> ModelFiles:
+    sidecar = json.loads(cached.with_suffix(".json").read_text())
+    weights = load_file(str(cached.with_suffix(".safetensors")))
+    return ModelFiles(ModelConfig(**sidecar["config"]), weights, _tokenizer_from_sidecar(sidecar), source, digest)
+
+
+def _tokenizer_from_sidecar(sidecar: dict) -> ChatTokenizer:
+    return ChatTokenizer(backend=Tokenizer.from_str(sidecar["tokenizer"]), chat_template=sidecar["chat_template"],
+                         bos_token=sidecar["bos_token"], eos_token=sidecar["eos_token"],
+                         stop_ids=set(sidecar["stop_ids"]))
+
