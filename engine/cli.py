@@ -1,0 +1,96 @@
+"""The `engine` command: one entry point for the whole product.
+
+Each subcommand lives in its own module under `engine/commands/`; this file only parses arguments,
+turns known failures into one clear line with exit code 2, and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import platformdirs
+
+from engine.model_files import ModelError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user; the message is printed as one line and the exit code is 2."""
+
+
+def default_store() -> Path:
+    return Path(os.environ.get("ENGINE_STORE") or Path(platformdirs.user_data_dir("wholecorpus")) / "store")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", type=Path, default=argparse.SUPPRESS,
+                        help="the corpus store (default: $ENGINE_STORE or one personal store in the user data dir)")
+    common.add_argument("--model", default=argparse.SUPPRESS,
+                        help="a Llama-family GGUF file or Hugging Face folder (default: $ENGINE_MODEL or the "
+                             "embedded SmolLM2-135M-Instruct)")
+    common.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda or cuda:N (default: cuda if present)")
+
+    parser = argparse.ArgumentParser(prog="engine", parents=[common],
+                                     description="Ask questions of your whole corpus, read by one language model.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = sub.add_parser("generate", parents=[common], help="talk to the model directly (no corpus)")
+    generate.add_argument("prompt")
+    generate.add_argument("--max-new-tokens", type=int, default=256)
+    generate.add_argument("--system", default=None, help="a system message for the chat template")
+    generate.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+
+    ingest = sub.add_parser("ingest", parents=[common], help="add files, folders or repositories to the store")
+    ingest.add_argument("paths", nargs="+", type=Path)
+
+    ask = sub.add_parser("ask", parents=[common], help="ask a question of the whole corpus")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true")
+
+    sub.add_parser("chat", parents=[common], help="start the web chat")
+
+    selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")
+    selftest.add_argument("test", choices=["passkey"])
+
+    status = sub.add_parser("status", parents=[common], help="what the store holds")
+    status.add_argument("--json", action="store_true")
+    return parser
+
+
+# Subcommands whose issue has not landed yet; they say so and exit non-zero, never inventing output.
+NOT_YET = {
+    "ingest": "ingestion arrives with issue 4",
+    "status": "the store's status arrives with issue 4",
+    "ask": "answering questions arrives with the engine (issue 5: streaming states, retrieval, citations)",
+    "chat": "the web chat arrives with issue 6",
+    "selftest": "the passkey self-test arrives with the engine (issue 5)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.store = getattr(args, "store", None) or default_store()
+    args.model = getattr(args, "model", None)
+    args.device = getattr(args, "device", None)
+    if args.command in NOT_YET:
+        print(f"engine {args.command}: not available yet: {NOT_YET[args.command]}", file=sys.stderr)
+        return EXIT_USAGE
+    command = importlib.import_module(f"engine.commands.{args.command}")
+    try:
+        return command.run(args) or 0
+    except (UsageError, ModelError) as error:
+        print(f"engine {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"engine {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
