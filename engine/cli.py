@@ -14,13 +14,10 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.errors import UsageError
 from engine.model_files import ModelError
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user; the message is printed as one line and the exit code is 2."""
 
 
 def default_store() -> Path:
@@ -90,7 +87,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"engine {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,6 +5,7 @@ Every failure becomes a `ModelError` naming the file and the reason, so the CLI 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -13,10 +14,6 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 from engine.model_files import ModelError
-
-# Types a user can expect to work: dequantised by the gguf package in numpy.
-SUPPORTED_TYPES = {GGMLQuantizationType[name] for name in (
-    "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")}
 
 
 def open_gguf(path: Path) -> GGUFReader:
@@ -27,7 +24,12 @@ def open_gguf(path: Path) -> GGUFReader:
             raise ModelError(f"{path}: not a GGUF file (no GGUF magic at the start)")
     try:
         return GGUFReader(path)
-    except (ValueError, IndexError, KeyError, OSError, TypeError) as error:
+    except ValueError as error:
+        unknown = re.search(r"(\d+)\)? is not a valid GGMLQuantizationType", str(error))
+        if unknown:
+            raise ModelError(f"{path}: a tensor uses unknown quantisation type {unknown.group(1)}") from error
+        raise ModelError(f"{path}: truncated or damaged GGUF file ({error})") from error
+    except (IndexError, KeyError, OSError, TypeError) as error:
         raise ModelError(f"{path}: truncated or damaged GGUF file ({error})") from error
 
 
@@ -46,16 +48,19 @@ def read_gguf_metadata(path: Path, reader: GGUFReader | None = None) -> dict:
 
 
 def iter_gguf_tensors(path: Path, reader: GGUFReader) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, fp32 array in PyTorch's (out, in) orientation) for every tensor of the file."""
+    """(name, fp32 array in PyTorch's (out, in) orientation) for every tensor of the file.
+
+    Any type the gguf package dequantises works (F32, F16, BF16, Q4_0 to Q8_0, the K-quants, ...).
+    """
     for tensor in reader.tensors:
         kind = GGMLQuantizationType(tensor.tensor_type)
-        if kind not in SUPPORTED_TYPES:
-            raise ModelError(f"{path}: tensor {tensor.name} uses quantisation type {kind.name}, which is not "
-                             f"supported (supported: {', '.join(sorted(t.name for t in SUPPORTED_TYPES))})")
         expected = int(np.prod(tensor.shape))
         try:
             values = dequantize(tensor.data, kind)
-        except (ValueError, NotImplementedError) as error:
+        except NotImplementedError as error:
+            raise ModelError(f"{path}: tensor {tensor.name} uses quantisation type {kind.name}, "
+                             "which the gguf package cannot dequantise") from error
+        except ValueError as error:
             raise ModelError(f"{path}: tensor {tensor.name} could not be dequantised ({error})") from error
         if values.size != expected:
             raise ModelError(f"{path}: tensor {tensor.name} is truncated ({values.size} of {expected} values)")

@@ -1,0 +1,5 @@
+"""Errors that reach the user as one line with exit code 2 (the CLI) or a message (the app)."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: an empty prompt, a missing path, a store that cannot be used."""

@@ -1,0 +1,56 @@
+"""Chat-templated greedy generation that streams text as it is produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from engine.model import KVCache, Llama
+from engine.tokenizer import ChatTokenizer
+
+
+@dataclass
+class Generated:
+    """What one generation produced, for `--json` and the benchmarks."""
+
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+
+
+def chat_prompt_ids(tokenizer: ChatTokenizer, prompt: str, system: str | None = None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return tokenizer.encode(tokenizer.render_chat(messages, add_generation_prompt=True))
+
+
+@torch.inference_mode()
+def greedy_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
+    """Token ids chosen greedily one at a time, stopping at a stop id (not yielded) or the budget."""
+    device = model.embed.weight.device
+    cache = KVCache.empty(model.config, 1, len(prompt_ids) + max_new_tokens, device, model.embed.weight.dtype)
+    tokens = torch.tensor([prompt_ids], device=device)
+    for _ in range(max_new_tokens):
+        logits = model.logits(model.hidden_states(tokens, cache)[:, -1])
+        chosen = int(logits.argmax(-1))
+        if chosen in stop_ids:
+            return
+        yield chosen
+        tokens = torch.tensor([[chosen]], device=device)
+
+
+def stream_text(tokenizer: ChatTokenizer, ids: Iterator[int]) -> Iterator[str]:
+    """Text pieces as tokens arrive; a piece that ends inside a multi-byte character waits for the rest."""
+    produced: list[int] = []
+    shown = ""
+    for token in ids:
+        produced.append(token)
+        text = tokenizer.decode(produced, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue
+        yield text[len(shown):]
+        shown = text
+    text = tokenizer.decode(produced, skip_special_tokens=True)
+    if len(text) > len(shown):
+        yield text[len(shown):]

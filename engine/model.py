@@ -1,0 +1,168 @@
+"""A Llama-family decoder in plain PyTorch: RMSNorm, RoPE, grouped-query attention, SwiGLU.
+
+Covers Llama, SmolLM, Mistral and Qwen2-style models (q/k/v bias). The attention call is pluggable —
+the engine swaps in dilated attention and attention over retrieved memory — so the layer hands it
+q, k and v in the kernels' layout, (batch, seq, heads, dim), after RoPE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.weights import ModelConfig
+
+
+class Attention(Protocol):
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int) -> torch.Tensor:
+        """q (B, Tq, H, D) for the last Tq positions of k, v (B, Tk, KVH, D); returns (B, Tq, H, D)."""
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int) -> torch.Tensor:
+    """Plain causal softmax attention (SDPA) with the queries aligned to the end of the keys."""
+    groups = q.shape[2] // k.shape[2]
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    tq, tk = q.shape[2], k.shape[2]
+    if tq == 1:
+        out = F.scaled_dot_product_attention(q, k, v)
+    elif tq == tk:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        allowed = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    return out.transpose(1, 2)
+
+
+def rope_tables(config: ModelConfig, positions: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (positions, head_dim) in the rotate-half convention (halves, not pairs)."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim))
+    angles = torch.outer(torch.arange(positions, dtype=torch.float64, device=device), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, T, H, D) rotated by the tables' rows for its T positions, cos/sin (T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos[:, None, :] + rotated * sin[:, None, :]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+@dataclass
+class KVCache:
+    """Keys (after RoPE) and values per layer, preallocated for `capacity` positions."""
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    length: int = 0
+
+    @classmethod
+    def empty(cls, config: ModelConfig, batch: int, capacity: int, device, dtype) -> "KVCache":
+        shape = (batch, capacity, config.num_kv_heads, config.head_dim)
+        return cls([torch.empty(shape, device=device, dtype=dtype) for _ in range(config.num_layers)],
+                   [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.num_layers)])
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[1]
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, index: int):
+        super().__init__()
+        self.index = index
+        self.heads, self.kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_eps)
+        self.q = nn.Linear(config.hidden_size, config.num_heads * config.head_dim, bias=config.attention_bias)
+        self.k = nn.Linear(config.hidden_size, config.num_kv_heads * config.head_dim, bias=config.attention_bias)
+        self.v = nn.Linear(config.hidden_size, config.num_kv_heads * config.head_dim, bias=config.attention_bias)
+        self.o = nn.Linear(config.num_heads * config.head_dim, config.hidden_size, bias=False)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_eps)
+        self.gate = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, attention: Attention, cache: KVCache | None) -> torch.Tensor:
+        batch, length, _ = x.shape
+        h = self.attn_norm(x)
+        q = apply_rope(self.q(h).view(batch, length, self.heads, self.head_dim), cos, sin)
+        k = apply_rope(self.k(h).view(batch, length, self.kv_heads, self.head_dim), cos, sin)
+        v = self.v(h).view(batch, length, self.kv_heads, self.head_dim)
+        if cache is not None:
+            start = cache.length
+            cache.k[self.index][:, start:start + length] = k
+            cache.v[self.index][:, start:start + length] = v
+            k, v = cache.k[self.index][:, :start + length], cache.v[self.index][:, :start + length]
+        attended = attention(q, k, v, layer=self.index)
+        x = x + self.o(attended.reshape(batch, length, -1))
+        h = self.mlp_norm(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_eps)
+        self.lm_head = None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def rope(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables covering at least `positions`, grown on demand and kept on the model's device."""
+        if self._rope is None or self._rope[0].shape[0] < positions:
+            size = max(positions, self.config.trained_context)
+            self._rope = rope_tables(self.config, size, device=self.embed.weight.device, dtype=self.embed.weight.dtype)
+        return self._rope
+
+    def hidden_states(self, tokens: torch.Tensor, cache: KVCache | None = None,
+                      attention: Attention = causal_attention) -> torch.Tensor:
+        """Final-norm hidden states for `tokens` (B, T), continuing `cache` if given (it is advanced)."""
+        start = cache.length if cache is not None else 0
+        end = start + tokens.shape[1]
+        if cache is not None and end > cache.capacity:
+            raise ValueError(f"tokens: {end} positions exceed the cache's capacity of {cache.capacity}")
+        cos, sin = self.rope(end)
+        cos, sin = cos[start:end], sin[start:end]
+        x = self.embed(tokens)
+        for block in self.layers:
+            x = block(x, cos, sin, attention, cache)
+        if cache is not None:
+            cache.length = end
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden, weight).float()
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
+                attention: Attention = causal_attention) -> torch.Tensor:
+        return self.logits(self.hidden_states(tokens, cache, attention))
+
+
+def build_model(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device,
+                dtype: torch.dtype) -> Llama:
+    """The model with `weights` (our naming) loaded, on `device` in `dtype`, in eval mode."""
+    with torch.device("meta"):
+        model = Llama(config)
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval()
