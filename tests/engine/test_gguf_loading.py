@@ -49,3 +49,19 @@ def test_tiny_tokenizer_from_metadata_treats_control_tokens_whole(tmp_path):
     tokenizer = load_model_files(path).tokenizer
     assert tokenizer.encode("<|im_start|>ab") == [256, ord("a"), ord("b")]
     assert tokenizer.stop_ids == {257}
+
+
+def test_hugging_face_folder_loads_and_matches_transformers(tmp_path):
+    reference = tiny_reference_model(seed=3)
+    folder = tmp_path / "hf-model"
+    reference.save_pretrained(folder)
+    gguf_path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(reference, gguf_path)
+    (folder / "tokenizer.json").write_text(load_model_files(gguf_path).tokenizer.backend.to_str())
+    (folder / "tokenizer_config.json").write_text('{"eos_token": "<|im_end|>", "chat_template": "{{ messages[0][\'content\'] }}"}')
+    ours = load_runtime(str(folder), "cpu")
+    tokens = torch.randint(0, 256, (1, 33), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        assert (ours.model(tokens) - reference(tokens).logits).abs().max().item() < 1e-4
+    assert ours.tokenizer.stop_ids == {257}
+    assert ours.tokenizer.render_chat([{"role": "user", "content": "ping"}]) == "ping"
