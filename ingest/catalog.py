@@ -54,7 +54,7 @@ class StoreError(Exception):
 
 def create_schema(db: sqlite_utils.Database) -> None:
     """The tables of a new catalog, in one transaction."""
-    with db.conn:
+    with db.atomic():
         db["meta"].create({"key": str, "value": str}, pk="key")
         db["runs"].create({"id": int, "started_at": str, "finished_at": str, "status": str, "roots": str,
                            "summary": str}, pk="id")
@@ -138,7 +138,7 @@ def unprocessed_ranges(db: sqlite_utils.Database, live_only: bool = True) -> lis
 
 
 def record_segment(db: sqlite_utils.Database, token_start: int, token_end: int) -> None:
-    with db.conn:
+    with db.atomic():
         db.execute("INSERT OR REPLACE INTO segments(token_start, token_end, created_at) VALUES (?, ?, ?)",
                    [token_start, token_end, now()])
 

@@ -129,7 +129,7 @@ def ingest(store: Store, paths: list[Path], tokenizer: Callable[[], SequenceToke
     """
     started = time.perf_counter()
     roots = normalize_roots(paths)
-    with store.db.conn:
+    with store.db.atomic():
         run_id = store.db.execute("INSERT INTO runs(started_at, status, roots) VALUES (?, 'running', ?)",
                                   [catalog.now(), json.dumps(roots)]).lastrowid
     summary = RunSummary(run_id)
@@ -186,7 +186,7 @@ def _bind_tokenizer(store: Store, load_tokenizer: Callable[[], SequenceTokenizer
     """Load the tokenizer, refuse one that differs from the store's, and remember which model proved it."""
     sequence = load_tokenizer()
     catalog.check_tokenizer(store.db, sequence.fingerprint)
-    with store.db.conn:
+    with store.db.atomic():
         catalog.set_meta(store.db, "tokenizer_fingerprint", sequence.fingerprint)
         if model_key is not None:
             catalog.set_meta(store.db, "model_key", model_key)
@@ -401,7 +401,7 @@ class _Writer:
                 for chunk in self.chunks:
                     self.store.tokens.append(chunk)
                 self.store.tokens.sync()
-            with self.db.conn:
+            with self.db.atomic():
                 self._insert_contents()
                 self._upsert_documents()
                 catalog.refresh_liveness(self.db, self.touched)
@@ -457,7 +457,7 @@ class _Writer:
                 and not (under_unreadable and path.startswith(under_unreadable))]
         if not gone:
             return
-        with self.db.conn:
+        with self.db.atomic():
             self.db.conn.executemany(
                 "UPDATE documents SET status = 'removed', reason_code = 'removed', "
                 "reason = 'deleted, or no longer listed', last_run = ? WHERE id = ?",
@@ -469,7 +469,7 @@ class _Writer:
 def _finish_run(store: Store, summary: RunSummary, started: float, status: str) -> None:
     summary.seconds = round(time.perf_counter() - started, 3)
     try:
-        with store.db.conn:
+        with store.db.atomic():
             store.db.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
                              [catalog.now(), status, json.dumps(summary.as_dict()), summary.run_id])
     except sqlite3.Error:

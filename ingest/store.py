@@ -65,7 +65,7 @@ class Store:
                              f"{committed}: the store is damaged (was the file replaced or cut?)")
         if on_disk > committed * TOKEN_BYTES:
             self.tokens.truncate(committed)
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
 
     def size_on_disk(self) -> int:
