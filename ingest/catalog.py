@@ -19,7 +19,7 @@ Tables (created with sqlite-utils; WAL mode):
 - `spans(id, content_id, ordinal, char_start, char_end, line_start, line_end, page, heading,
   token_start, token_end, live, text)`: the citable pieces of a content, tiling its body in order;
   token ranges are absolute positions in the sequence. `spans_fts` is an FTS5 index (porter stemming)
-  over text and heading, kept current by triggers: a lexical path for retrieval.
+  over text and heading, kept current by triggers (not fired by tombstoning): a lexical path for retrieval.
 - `segments(token_start, token_end, created_at)`: written by the engine, one row per token range it
   has processed (its states written). Ingest never writes it.
 
@@ -80,7 +80,23 @@ def create_schema(db: sqlite_utils.Database) -> None:
             {"key": "created_at", "value": now()},
             {"key": "sequence_tokens", "value": "0"},
         ])
-    db["spans"].enable_fts(["text", "heading"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    db["spans"].enable_fts(["text", "heading"], fts_version="FTS5", tokenize="porter")
+    # sqlite-utils' own triggers re-index a span on any update; tombstoning only flips `live`, so these
+    # re-index on a change of the indexed columns alone.
+    with db.atomic():
+        for statement in _FTS_TRIGGERS:
+            db.execute(statement)
+
+
+_FTS_TRIGGERS = (
+    "CREATE TRIGGER spans_ai AFTER INSERT ON spans BEGIN INSERT INTO spans_fts (rowid, text, heading) "
+    "VALUES (new.id, new.text, new.heading); END",
+    "CREATE TRIGGER spans_ad AFTER DELETE ON spans BEGIN INSERT INTO spans_fts (spans_fts, rowid, text, heading) "
+    "VALUES ('delete', old.id, old.text, old.heading); END",
+    "CREATE TRIGGER spans_au AFTER UPDATE OF text, heading ON spans BEGIN "
+    "INSERT INTO spans_fts (spans_fts, rowid, text, heading) VALUES ('delete', old.id, old.text, old.heading); "
+    "INSERT INTO spans_fts (rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
+)
 
 
 def now() -> str:
