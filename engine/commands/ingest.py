@@ -104,6 +104,9 @@ def _print_summary(console: Console, summary: RunSummary, store: Path) -> None:
     table.add_column("count", justify="right")
     table.add_row("added", f"{summary.added:,}")
     table.add_row("updated", f"{summary.updated:,}")
+    partial = sum(status == "partial" for _, status, _, _ in summary.problems)
+    if partial:
+        table.add_row("  of which read with a caveat (partial)", f"{partial:,}")
     table.add_row("unchanged", f"{summary.unchanged:,}")
     table.add_row("removed", f"{summary.removed:,}")
     for code, count in sorted(summary.skipped.items(), key=lambda item: -item[1]):
