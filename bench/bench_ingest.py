@@ -12,8 +12,8 @@ What it measures, each in a fresh process (so peak memory is that run's own):
   with the corpus;
 - beside them, the obvious alternative: the model's tokenizer alone, one `encode_batch` call over the
   same texts (already in memory), on the same cores.
-Two cores here; the load average at the start is recorded because other work on the machine slows
-every figure alike.
+Two cores here; the load averages at the start and end are recorded because other work on the machine
+slows every figure (the alternative's too).
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": date.today().isoformat(),
         "load_average_at_start": round(load_before, 2),
+        "load_average_at_end": round(os.getloadavg()[0], 2),
         "command": "python bench/bench_ingest.py",
         "fresh": fresh,
         "no_change_rerun_api": reruns,

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_key(model_path: Path) -> str:
     """The model file as it is now; a Hugging Face folder is keyed by its tokenizer.json."""
-    tokenizer_file = model_path / "tokenizer.json" if model_path.is_dir() else model_path
+    tokenizer_file = model_path / "tokenizer.json"
+    if not (model_path.is_dir() and tokenizer_file.exists()):
+        tokenizer_file = model_path  # a GGUF file (or a folder the model loader will refuse with a reason)
     info = tokenizer_file.stat()
     return f"{tokenizer_file.resolve()}|{info.st_size}|{info.st_mtime_ns}"
 
