@@ -22,6 +22,7 @@ goes on; only trouble with the store itself (a full disk) stops the run, leaving
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -145,7 +146,7 @@ def ingest(store: Store, paths: list[Path], tokenizer: Callable[[], SequenceToke
 
 def _run(store: Store, roots: list[str], load_tokenizer: Callable[[], SequenceTokenizer], model_key: str | None,
          options: IngestOptions, progress: Progress | None, summary: RunSummary) -> None:
-    listing = list_sources(roots, options.walk)
+    listing = list_sources(roots, dataclasses.replace(options.walk, leave_out=(str(store.root),)))
     summary.ignored = listing.ignored
     rows = _known_rows(store.db)
     writer = _Writer(store, summary, options)
