@@ -10,9 +10,10 @@ How a run goes, and why:
    stays flat however large the corpus is and the sequence order is the listing order.
 3. Identical bytes already in the store (under any path, live or tombstoned) are not appended again:
    the document points at the existing content, which comes back to life if it was tombstoned.
-4. The writer appends a batch of whole documents to tokens.u32, fsyncs, then records the documents,
-   contents, spans and the new committed length in one transaction. A kill at any moment leaves whole
-   documents only; the next writer cuts off an unfinished append (see `store`).
+4. The writer collects whole documents into batches; a committer thread appends each batch to
+   tokens.u32, fsyncs, then records the documents, contents, spans and the new committed length in one
+   transaction, while the next batch is being read. A kill at any moment leaves whole documents only;
+   the next writer cuts off an unfinished append (see `store`).
 5. Documents under the walked roots that were not listed are tombstoned (status `removed`); a content no
    live document has any more is tombstoned with its spans. Nothing is deleted from the sequence.
 A file's own trouble (unreadable, vanished, binary, damaged...) is recorded with a reason and the run
@@ -22,11 +23,13 @@ goes on; only trouble with the store itself (a full disk) stops the run, leaving
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -112,7 +115,6 @@ class _Prepared:
     language: str | None = None
     skip: tuple[str, str] | None = None  # (reason code, reason)
     same_as_before: bool = False
-    content_id: int | None = None
     extracted: Extracted | None = None
     spans: list[Span] | None = None
     span_tokens: list[bytes] | None = None
@@ -136,12 +138,29 @@ def ingest(store: Store, paths: list[Path], tokenizer: Callable[[], SequenceToke
                                   [catalog.now(), json.dumps(roots)]).lastrowid
     summary = RunSummary(run_id)
     try:
-        _run(store, roots, tokenizer, model_key, options, progress, summary)
+        with _quick_gil_handover():
+            _run(store, roots, tokenizer, model_key, options, progress, summary)
     except BaseException as error:
         _finish_run(store, summary, started, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
         raise
     _finish_run(store, summary, started, "done")
     return summary
+
+
+@contextlib.contextmanager
+def _quick_gil_handover(interval: float = 0.0001):
+    """A shorter GIL switch interval while the run lasts.
+
+    The committer gives the GIL up and takes it back once per catalog row (SQLite runs without it); at
+    the default 5 ms interval it waits behind the readers' Python code (splitting) nearly every time,
+    and the commits, not the readers, set the pace. Measured on the stdlib: 22 s -> 14 s.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, interval))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def _run(store: Store, roots: list[str], load_tokenizer: Callable[[], SequenceTokenizer], model_key: str | None,
@@ -150,6 +169,15 @@ def _run(store: Store, roots: list[str], load_tokenizer: Callable[[], SequenceTo
     summary.ignored = listing.ignored
     rows = _known_rows(store.db)
     writer = _Writer(store, summary, options)
+    try:
+        _read_and_write(store, roots, listing, rows, writer, load_tokenizer, model_key, options, progress, summary)
+    finally:
+        writer.close()
+
+
+def _read_and_write(store: Store, roots: list[str], listing, rows: dict[str, _Row], writer: _Writer,
+                    load_tokenizer: Callable[[], SequenceTokenizer], model_key: str | None, options: IngestOptions,
+                    progress: Progress | None, summary: RunSummary) -> None:
     work: list[tuple[Source, _Row | None]] = []
     for source in listing.sources:
         row = rows.get(source.path)
@@ -230,7 +258,7 @@ def _unchanged(source: Source, row: _Row | None) -> bool:
             and source.mtime_ns < row.checked_ns - RACY_NS)
 
 
-def _prepare(source: Source, row: _Row | None, known: dict[tuple[str, str], int], sequence: SequenceTokenizer,
+def _prepare(source: Source, row: _Row | None, known: dict[tuple[str, str], tuple], sequence: SequenceTokenizer,
              options: IngestOptions) -> _Prepared:
     """A worker's job for one file: read, hash, and (if its text is new) extract, split and tokenize."""
     checked_ns = time.time_ns()
@@ -253,9 +281,8 @@ def _prepare(source: Source, row: _Row | None, known: dict[tuple[str, str], int]
     if row is not None and row.sha256 == sha256 and row.status in LIVE_STATUSES:
         prepared.same_as_before = True
         return prepared
-    prepared.content_id = known.get((sha256, kind))
-    if prepared.content_id is not None:
-        return prepared
+    if (sha256, kind) in known:
+        return prepared  # the same text is stored already: the writer points this path at it
     extracted = extract(source.name, data)
     if extracted.status == "skipped":
         prepared.skip = (extracted.reason_code or "other", extracted.reason or "")
@@ -271,9 +298,10 @@ def _prepare(source: Source, row: _Row | None, known: dict[tuple[str, str], int]
 
 
 @dataclass
-class _PendingContent:
-    """A content appended in the current batch, not yet in the catalog (its id comes at flush)."""
+class _NewContent:
+    """A content appended in the batch being collected (its id is given here: this is the only writer)."""
 
+    id: int
     sha256: str
     kind: str
     language: str | None
@@ -285,22 +313,43 @@ class _PendingContent:
     pages: int | None
     date: str | None
     spans: list[tuple]
-    id: int | None = None
+
+
+@dataclass
+class _Batch:
+    """Whole documents waiting to be committed together."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    contents: list[_NewContent] = field(default_factory=list)
+    documents: list[dict] = field(default_factory=list)
+    touched_files: list[tuple[int, int, int, int]] = field(default_factory=list)  # (size, mtime, checked, id)
+    touched: set[int] = field(default_factory=set)  # stored contents whose liveness may have changed
+    end_token: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.documents or self.touched_files or self.touched)
 
 
 class _Writer:
-    """The single writer: collects whole documents, appends them, records them, one batch per transaction."""
+    """Collects whole documents into batches; a committer thread appends and records each batch.
+
+    Committing (fsync, SQLite, the FTS index) runs beside the readers instead of stopping the stream of
+    results; at most one batch is being committed while the next one is collected. During the reading
+    phase only the committer touches the catalog.
+    """
 
     def __init__(self, store: Store, summary: RunSummary, options: IngestOptions):
         self.store, self.db, self.summary, self.options = store, store.db, summary, options
         self.committed = catalog.sequence_length(self.db)
         self.next_token = self.committed
-        self.known_contents: dict[tuple[str, str], int] = {
-            (sha, kind): cid for cid, sha, kind in self.db.execute("SELECT id, sha256, kind FROM contents")}
-        self.pending: dict[tuple[str, str], _PendingContent] = {}
-        self.chunks: list[bytes] = []
-        self.documents: list[tuple[dict, _PendingContent | None]] = []
-        self.touched: set[int] = set()  # stored contents whose liveness may have changed
+        self.next_content_id = (self.db.execute("SELECT max(id) FROM contents").fetchone()[0] or 0) + 1
+        # (sha256, kind) -> (content id, front-matter date), for every content stored or being stored.
+        self.known_contents: dict[tuple[str, str], tuple[int, str | None]] = {
+            (sha, kind): (cid, date) for cid, sha, kind, date in self.db.execute(
+                "SELECT id, sha256, kind, date FROM contents")}
+        self.batch = _Batch(end_token=self.next_token)
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix="ingest-commit")
+        self.committing: Future | None = None
         self.last_flush = time.perf_counter()
 
     def count_skip(self, source: Source, code: str, reason: str) -> None:
@@ -314,7 +363,7 @@ class _Writer:
                 and row.mtime_ns == source.mtime_ns):
             return
         if row is not None and row.content_id is not None:
-            self.touched.add(row.content_id)
+            self.batch.touched.add(row.content_id)
         self._keep(source, "skipped", code, reason, checked_ns, sha256, kind_of(source.name)[0], None, None, None)
 
     def add(self, prepared: _Prepared) -> int:
@@ -327,39 +376,33 @@ class _Writer:
             return 0
         if prepared.same_as_before:
             self.summary.unchanged += 1
-            self.db.execute("UPDATE documents SET size = ?, mtime_ns = ?, checked_ns = ? WHERE id = ?",
-                            [source.size, source.mtime_ns, prepared.checked_ns, row.id])
+            self.batch.touched_files.append((source.size, source.mtime_ns, prepared.checked_ns, row.id))
             return 0
-        key = (prepared.sha256, prepared.kind)
-        content_id = prepared.content_id or self.known_contents.get(key)
-        pending = self.pending.get(key) if content_id is None else None
         appended = 0
-        if content_id is None and pending is None:
-            pending = self._append(prepared)
-            appended = pending.token_end - pending.token_start
-        if content_id is not None:
-            self.touched.add(content_id)
+        known = self.known_contents.get((prepared.sha256, prepared.kind))
+        if known is None:
+            content = self._append(prepared)
+            known = (content.id, content.date)
+            appended = content.token_end - content.token_start
+        content_id, text_date = known
+        self.batch.touched.add(content_id)
         extracted = prepared.extracted
         status, code, reason = (extracted.status, extracted.reason_code, extracted.reason) if extracted else ("ok", None, None)
         if status == "partial":
             self.summary.problems.append((source.name, "partial", code or "other", reason or ""))
-        text_date = pending.date if pending is not None else self._stored_date(content_id)
         if row is None or row.status == "removed" or row.content_id is None:
             self.summary.added += 1
         elif row.content_id != content_id:
             self.summary.updated += 1
-            self.touched.add(row.content_id)
+            self.batch.touched.add(row.content_id)
         else:
             self.summary.unchanged += 1
         self._keep(source, status, code, reason, prepared.checked_ns, prepared.sha256, prepared.kind,
-                   prepared.language, text_date or name_date(source.name), content_id, pending)
+                   prepared.language, text_date or name_date(source.name), content_id)
         return appended
 
-    def _stored_date(self, content_id: int) -> str | None:
-        return self.db.execute("SELECT date FROM contents WHERE id = ?", [content_id]).fetchone()[0]
-
-    def _append(self, prepared: _Prepared) -> _PendingContent:
-        """Place a new content at the end of the pending sequence."""
+    def _append(self, prepared: _Prepared) -> _NewContent:
+        """Place a new content at the end of the sequence being collected."""
         extracted, text = prepared.extracted, prepared.extracted.text
         start = self.next_token
         body_start = start + len(prepared.header) // TOKEN_BYTES
@@ -370,51 +413,68 @@ class _Writer:
                           span.heading, at, at + count, text[span.char_start:span.char_end]))
             at += count
         end = at + len(prepared.separator) // TOKEN_BYTES
-        self.chunks += [prepared.header, *prepared.span_tokens, prepared.separator]
-        self.next_token = end
+        self.batch.chunks += [prepared.header, *prepared.span_tokens, prepared.separator]
+        self.next_token = self.batch.end_token = end
         self.summary.tokens_added += end - start
-        pending = _PendingContent(prepared.sha256, prepared.kind, prepared.language, prepared.source.name, start,
-                                  end, body_start, len(text), len(extracted.pages) if extracted.pages else None,
-                                  extracted.date, spans)
-        self.pending[(prepared.sha256, prepared.kind)] = pending
-        return pending
+        content = _NewContent(self.next_content_id, prepared.sha256, prepared.kind, prepared.language,
+                              prepared.source.name, start, end, body_start, len(text),
+                              len(extracted.pages) if extracted.pages else None, extracted.date, spans)
+        self.next_content_id += 1
+        self.batch.contents.append(content)
+        self.known_contents[(prepared.sha256, prepared.kind)] = (content.id, content.date)
+        return content
 
     def _keep(self, source: Source, status: str, code: str | None, reason: str | None, checked_ns: int,
               sha256: str | None, kind: str | None, language: str | None, date: str | None,
-              content_id: int | None, pending: _PendingContent | None = None) -> None:
-        self.documents.append(({
+              content_id: int | None) -> None:
+        self.batch.documents.append({
             "path": source.path, "name": source.name, "root": source.root, "size": source.size,
             "mtime_ns": source.mtime_ns, "checked_ns": checked_ns, "sha256": sha256, "kind": kind,
             "language": language, "status": status, "reason_code": code, "reason": reason, "date": date,
-            "content_id": content_id, "run": self.summary.run_id}, pending))
+            "content_id": content_id, "run": self.summary.run_id})
 
     def maybe_flush(self) -> None:
         if (self.next_token - self.committed >= self.options.batch_tokens
                 or time.perf_counter() - self.last_flush >= self.options.batch_seconds):
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
-        """Append the pending tokens durably, then record everything pending in one transaction."""
+    def flush(self, wait: bool = True) -> None:
+        """Hand the collected batch to the committer (after the previous one is done); `wait` for it too."""
         self.last_flush = time.perf_counter()
-        if not self.documents and not self.touched:
-            return
+        self._wait()
+        if self.batch:
+            batch, self.batch = self.batch, _Batch(end_token=self.next_token)
+            self.committing = self.committer.submit(self._commit, batch)
+        if wait:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self.committing is not None:
+            committing, self.committing = self.committing, None
+            committing.result()
+
+    def close(self) -> None:
+        """Stop the committer; a batch being committed is finished first, one still collected is dropped."""
+        self.committer.shutdown(wait=True)
+
+    def _commit(self, batch: _Batch) -> None:
+        """Append the batch's tokens durably, then record all of it in one transaction."""
         try:
-            if self.chunks:
-                for chunk in self.chunks:
-                    self.store.tokens.append(chunk)
+            if batch.chunks:
+                self.store.tokens.append(b"".join(batch.chunks))
                 self.store.tokens.sync()
             with self.db.atomic():
-                self._insert_contents()
-                self._upsert_documents()
-                catalog.refresh_liveness(self.db, self.touched)
-                catalog.set_meta(self.db, "sequence_tokens", str(self.next_token))
+                self._insert_contents(batch.contents)
+                self._upsert_documents(batch.documents)
+                self.db.conn.executemany("UPDATE documents SET size = ?, mtime_ns = ?, checked_ns = ? WHERE id = ?",
+                                         batch.touched_files)
+                catalog.refresh_liveness(self.db, batch.touched)
+                catalog.set_meta(self.db, "sequence_tokens", str(batch.end_token))
         except (OSError, sqlite3.Error) as error:
             self._undo_append()
             raise StoreError(f"could not write to the store at {self.store.root}: {error}. The store keeps every "
                              "whole document recorded before this batch; free space and run again") from error
-        self.committed = self.next_token
-        self.known_contents.update({key: pending.id for key, pending in self.pending.items()})
-        self.chunks, self.documents, self.touched, self.pending = [], [], set(), {}
+        self.committed = batch.end_token
 
     def _undo_append(self) -> None:
         try:
@@ -422,21 +482,18 @@ class _Writer:
         except OSError:
             pass  # the next writer cuts the file back to the committed length when it opens the store
 
-    def _insert_contents(self) -> None:
-        for pending in self.pending.values():
-            pending.id = self.db.execute(
-                "INSERT INTO contents(sha256, kind, language, name, token_start, token_end, body_start, chars, spans, "
-                "pages, date, live, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                [pending.sha256, pending.kind, pending.language, pending.name, pending.token_start, pending.token_end,
-                 pending.body_start, pending.chars, len(pending.spans), pending.pages, pending.date,
-                 self.summary.run_id]).lastrowid
-            self.db.conn.executemany(
-                "INSERT INTO spans(content_id, ordinal, char_start, char_end, line_start, line_end, page, heading, "
-                "token_start, token_end, text, live) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                [(pending.id, *span) for span in pending.spans])
+    def _insert_contents(self, contents: list[_NewContent]) -> None:
+        self.db.conn.executemany(
+            "INSERT INTO contents(id, sha256, kind, language, name, token_start, token_end, body_start, chars, spans, "
+            "pages, date, live, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            [(c.id, c.sha256, c.kind, c.language, c.name, c.token_start, c.token_end, c.body_start, c.chars,
+              len(c.spans), c.pages, c.date, self.summary.run_id) for c in contents])
+        self.db.conn.executemany(
+            "INSERT INTO spans(content_id, ordinal, char_start, char_end, line_start, line_end, page, heading, "
+            "token_start, token_end, text, live) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            [(c.id, *span) for c in contents for span in c.spans])
 
-    def _upsert_documents(self) -> None:
-        rows = [{**doc, "content_id": pending.id} if pending is not None else doc for doc, pending in self.documents]
+    def _upsert_documents(self, documents: list[dict]) -> None:
         self.db.conn.executemany(
             "INSERT INTO documents(path, name, root, size, mtime_ns, checked_ns, sha256, kind, language, status, "
             "reason_code, reason, date, content_id, first_run, last_run) VALUES (:path, :name, :root, :size, "
@@ -445,7 +502,7 @@ class _Writer:
             "size = excluded.size, mtime_ns = excluded.mtime_ns, checked_ns = excluded.checked_ns, "
             "sha256 = excluded.sha256, kind = excluded.kind, language = excluded.language, status = excluded.status, "
             "reason_code = excluded.reason_code, reason = excluded.reason, date = excluded.date, "
-            "content_id = excluded.content_id, last_run = excluded.last_run", rows)
+            "content_id = excluded.content_id, last_run = excluded.last_run", documents)
 
     def remove_unlisted(self, roots: list[str], listed: set[str], unreadable_dirs: list[str],
                         rows: dict[str, _Row]) -> None:

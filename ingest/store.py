@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 
 import sqlite_utils
@@ -86,7 +87,8 @@ class Store:
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
-    db = sqlite_utils.Database(path)
+    # The ingest writer commits from its own thread, never while another thread uses the connection.
+    db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: commits survive a killed process
     db.execute("PRAGMA busy_timeout = 10000")
