@@ -9,7 +9,9 @@ baseline: the same model reading the whole haystack in its context with plain ca
 from __future__ import annotations
 
 import random
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.generate import greedy_tokens, stream_text
 from engine.runtime import Runtime
@@ -57,3 +59,53 @@ def full_attention_answer(runtime: Runtime, trial: PasskeyTrial, max_new_tokens:
     prompt_ids = tokenizer.encode(prompt) + tokenizer.encode("The pass key is")
     ids = greedy_tokens(runtime.model, prompt_ids, max_new_tokens, tokenizer.stop_ids)
     return "".join(stream_text(tokenizer, ids))
+
+
+@dataclass
+class TrialResult:
+    length: int
+    depth: float
+    passed: bool
+    baseline_passed: bool | None
+    answer: str
+
+
+def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
+    """The haystack as a file, through the same ingest and engine path as real documents, in a fresh store."""
+    from engine.api import EngineStore
+    from ingest.pipeline import ingest
+    from ingest.store import Store
+    from ingest.tokens import sequence_tokenizer
+
+    corpus = workdir / "corpus"
+    corpus.mkdir(parents=True)
+    (corpus / "haystack.txt").write_text(trial.haystack)
+    tokenizer = runtime.tokenizer
+    with Store.open(workdir / "store", write=True) as store:
+        ingest(store, [corpus], lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
+        memory = EngineStore(store, runtime)
+        memory.process()
+        answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
+    return answer.text
+
+
+def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0,
+                baseline_limit: int | None = None, on_result=None) -> list[TrialResult]:
+    """`trials` haystacks per length at depths spread evenly; the full-attention baseline where it fits."""
+    baseline_limit = baseline_limit if baseline_limit is not None else runtime.config.trained_context
+    rng = random.Random(seed)
+    results = []
+    for length in lengths:
+        for index in range(trials):
+            depth = (index + 0.5) / trials
+            trial = make_trial(runtime.tokenizer, length, rng, depth)
+            with tempfile.TemporaryDirectory(prefix="passkey-") as workdir:
+                answer = engine_answer(runtime, trial, Path(workdir))
+            baseline = None
+            if trial.tokens + 64 <= baseline_limit:
+                baseline = trial.passes(full_attention_answer(runtime, trial))
+            result = TrialResult(length, depth, trial.passes(answer), baseline, answer)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
