@@ -1,0 +1,127 @@
+"""`engine ingest PATH...`: files, folders and repositories into the store, with progress and a summary.
+
+The model's tokenizer is built from the model only when something must be read: loading it imports
+torch (seconds), and a re-run over an unchanged corpus should take well under that. The store remembers
+which model file (path, size, mtime) last proved its tokenizer fingerprint; any other model is loaded
+and its fingerprint checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from engine.errors import UsageError
+from engine.model_files import resolve_model_path
+from ingest.catalog import StoreError
+from ingest.pipeline import IngestOptions, RunSummary, ingest
+from ingest.sources import WalkOptions
+from ingest.store import Store
+from ingest.tokens import SequenceTokenizer, sequence_tokenizer
+
+SHOWN_PER_REASON = 5
+QUIET_REASONS = {"empty", "binary"}  # expected in any repository: counted, not listed
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in args.paths:
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(f"path not found: {path}")
+    if args.max_file_mb <= 0:
+        raise UsageError(f"--max-file-mb must be positive (got {args.max_file_mb:g})")
+    model_path = resolve_model_path(args.model)
+    options = IngestOptions(walk=WalkOptions(max_file_bytes=int(args.max_file_mb * 2**20),
+                                             follow_outside=args.follow_outside, hidden=args.hidden,
+                                             excludes=tuple(args.exclude)))
+    console = Console(stderr=True)
+
+    def tokenizer() -> SequenceTokenizer:
+        from engine.weights import load_model_tokenizer  # imports torch: only when there is reading to do
+
+        chat = load_model_tokenizer(model_path)
+        return sequence_tokenizer(chat.backend, chat.fingerprint)
+
+    try:
+        with Store.open(args.store, write=True) as store, _Display(console) as display:
+            summary = ingest(store, args.paths, tokenizer, options, display, _model_key(model_path))
+    except StoreError as error:
+        raise UsageError(str(error)) from error
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        _print_summary(Console(), summary, args.store)
+    return 0
+
+
+def _model_key(model_path: Path) -> str:
+    """The model file as it is now; a Hugging Face folder is keyed by its tokenizer.json."""
+    tokenizer_file = model_path / "tokenizer.json" if model_path.is_dir() else model_path
+    info = tokenizer_file.stat()
+    return f"{tokenizer_file.resolve()}|{info.st_size}|{info.st_mtime_ns}"
+
+
+class _Display:
+    """The live progress line (files, tokens, tokens/s, ETA by bytes); silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("[bold]ingest"), BarColumn(), TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
+            TextColumn("{task.fields[tokens]:,} tokens"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=console, disable=not console.is_terminal)
+        self.task = None
+        self.files = self.tokens = 0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> _Display:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self.started = time.perf_counter()
+        self.task = self.progress.add_task("ingest", total=max(total_bytes, 1), files=0, total_files=files, tokens=0,
+                                           rate="")
+
+    def advance(self, files: int, done_bytes: int, tokens: int) -> None:
+        self.files += files
+        self.tokens += tokens
+        seconds = max(time.perf_counter() - self.started, 1e-6)
+        self.progress.update(self.task, advance=done_bytes, files=self.files, tokens=self.tokens,
+                             rate=f"{self.tokens / seconds / 1000:,.0f}k tok/s")
+
+
+def _print_summary(console: Console, summary: RunSummary, store: Path) -> None:
+    table = Table(title=f"engine ingest → {store}", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("added", f"{summary.added:,}")
+    table.add_row("updated", f"{summary.updated:,}")
+    table.add_row("unchanged", f"{summary.unchanged:,}")
+    table.add_row("removed", f"{summary.removed:,}")
+    for code, count in sorted(summary.skipped.items(), key=lambda item: -item[1]):
+        table.add_row(f"skipped: {code}", f"{count:,}")
+    if summary.ignored:
+        table.add_row("ignored (.gitignore, --exclude, hidden)", f"{summary.ignored:,}")
+    rate = summary.tokens_added / summary.read_seconds if summary.read_seconds else 0
+    table.add_row("tokens appended", f"{summary.tokens_added:,}")
+    table.add_row("sequence length", f"{summary.sequence_tokens:,}")
+    table.add_row("time", f"{summary.seconds:.2f} s" + (f" (reading {rate / 1000:,.0f}k tokens/s)" if rate else ""))
+    console.print(table)
+    shown: dict[str, int] = {}
+    for name, status, code, reason in summary.problems:
+        if code in QUIET_REASONS:
+            continue
+        if shown.get(code, 0) < SHOWN_PER_REASON:
+            console.print(f"  [yellow]{status}[/yellow] {name}: {reason}", highlight=False)
+        shown[code] = shown.get(code, 0) + 1
+    hidden = sum(max(0, count - SHOWN_PER_REASON) for count in shown.values())
+    if hidden:
+        console.print(f"  … and {hidden} more (`engine status --json` lists every one)")

@@ -1,0 +1,84 @@
+"""`engine status [--json]`: what the store holds, read from the catalog alone (no model is loaded)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import UsageError
+from ingest.catalog import StoreError, status_report
+from ingest.store import Store
+
+SHOWN_PER_REASON = 5
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with Store.open(args.store) as store:
+            report = status_report(store.db)
+            report["store"] = str(Path(args.store).resolve())
+            report["size_on_disk"] = _sizes(store.root)
+    except StoreError as error:
+        raise UsageError(str(error)) from error
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print(Console(), report)
+    return 0
+
+
+def _sizes(root: Path) -> dict[str, int]:
+    """Bytes on disk: the catalog (with its WAL), the token sequence, the engine's states and index."""
+    def size(path: Path) -> int:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size if path.exists() else 0
+
+    sizes = {"catalog": sum(size(root / name) for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm")),
+             "tokens": size(root / "tokens.u32"), "states": size(root / "states"), "index": size(root / "index")}
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+def _print(console: Console, report: dict) -> None:
+    console.print(f"[bold]store[/bold] {report['store']}  (format {report['format_version']}, tokenizer "
+                  f"{report['tokenizer_fingerprint'] or 'not yet bound'}, created {report['created_at']})",
+                  highlight=False)
+    documents = Table(title="documents", title_justify="left")
+    statuses = ["ok", "partial", "skipped", "removed"]
+    documents.add_column("kind")
+    for status in statuses:
+        documents.add_column(status, justify="right")
+    for kind, counts in sorted(report["documents"].items()):
+        documents.add_row(kind, *(f"{counts.get(status, 0):,}" for status in statuses))
+    console.print(documents)
+    tokens, spans, backlog, sizes = report["tokens"], report["spans"], report["unprocessed"], report["size_on_disk"]
+    figures = Table(show_header=False)
+    figures.add_column("what")
+    figures.add_column("value", justify="right")
+    figures.add_row("tokens in the sequence", f"{tokens['sequence']:,}")
+    figures.add_row("  live / tombstoned", f"{tokens['live']:,} / {tokens['tombstoned']:,}")
+    figures.add_row("spans live / total", f"{spans['live']:,} / {spans['total']:,}")
+    figures.add_row("not processed by the engine yet",
+                    f"{backlog['tokens']:,} tokens in {backlog['ranges']:,} range(s)")
+    figures.add_row("size on disk", f"{sizes['total'] / 2**20:,.1f} MB (catalog {sizes['catalog'] / 2**20:,.1f}, "
+                                    f"tokens {sizes['tokens'] / 2**20:,.1f}, states {sizes['states'] / 2**20:,.1f}, "
+                                    f"index {sizes['index'] / 2**20:,.1f})")
+    run = report["last_run"]
+    if run:
+        figures.add_row("last run", f"#{run['id']} {run['status']}, {run['started_at']}")
+    console.print(figures)
+    shown: dict[str, int] = {}
+    for problem in report["problems"]:
+        code = problem["reason_code"] or "other"
+        shown[code] = shown.get(code, 0) + 1
+        if shown[code] <= SHOWN_PER_REASON:
+            console.print(f"  [yellow]{problem['status']}[/yellow] {problem['name']}: {problem['reason']}",
+                          highlight=False)
+    for code, count in shown.items():
+        if count > SHOWN_PER_REASON:
+            console.print(f"  … {count - SHOWN_PER_REASON} more {code} (--json lists every one)")

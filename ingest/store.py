@@ -1,0 +1,114 @@
+"""A store on disk: one directory per corpus holding `catalog.db`, `tokens.u32` and (the engine's) `states/`, `index/`.
+
+Opening for writing takes an exclusive lock (`lock`), so two ingests never append at once, and repairs
+what a killed writer can leave behind: bytes in tokens.u32 past the committed length are cut off, and
+runs still marked `running` become `interrupted`. A new store's catalog is built under a temporary
+name and renamed into place, so a store directory either has a whole catalog or none.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import sqlite_utils
+
+from ingest import catalog
+from ingest.catalog import FORMAT_VERSION, StoreError
+from ingest.sequence import TOKEN_BYTES, TokenFile
+
+CATALOG = "catalog.db"
+TOKENS = "tokens.u32"
+LOCK = "lock"
+
+
+class Store:
+    """An open store: `db` (sqlite-utils), and for a writer the lock and the token file."""
+
+    def __init__(self, root: Path, db: sqlite_utils.Database, tokens: TokenFile | None, lock_handle=None):
+        self.root, self.db, self.tokens, self._lock = root, db, tokens, lock_handle
+
+    @classmethod
+    def open(cls, root: Path, *, write: bool = False) -> Store:
+        """Open the store at `root`; a writer creates it when missing, a reader requires it."""
+        root = Path(root)
+        if not (root / CATALOG).exists():
+            if not write:
+                raise StoreError(f"no store at {root} (run `engine ingest PATH` to make one)")
+            _create(root)
+        lock_handle = _lock(root) if write else None
+        db = _connect(root / CATALOG)
+        try:
+            version = catalog.get_meta(db, "format_version")
+        except Exception as error:
+            db.close()
+            raise StoreError(f"{root / CATALOG} is not a wholecorpus catalog ({error})") from error
+        if version is None or int(version) > FORMAT_VERSION:
+            db.close()
+            raise StoreError(f"{root} was written by a newer wholecorpus (store format {version}; this one reads "
+                             f"up to {FORMAT_VERSION}): upgrade, or use another --store")
+        store = cls(root, db, TokenFile(root / TOKENS) if write else None, lock_handle)
+        if write:
+            store._recover()
+        return store
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.root / TOKENS
+
+    def _recover(self) -> None:
+        committed = catalog.sequence_length(self.db)
+        on_disk = self.tokens.bytes_on_disk()
+        if on_disk < committed * TOKEN_BYTES:
+            raise StoreError(f"{self.tokens_path} holds {on_disk // TOKEN_BYTES} tokens but the catalog records "
+                             f"{committed}: the store is damaged (was the file replaced or cut?)")
+        if on_disk > committed * TOKEN_BYTES:
+            self.tokens.truncate(committed)
+        with self.db.atomic():
+            self.db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+
+    def size_on_disk(self) -> int:
+        return sum(path.stat().st_size for path in self.root.rglob("*") if path.is_file())
+
+    def close(self) -> None:
+        if self.tokens is not None:
+            self.tokens.close()
+        self.db.close()
+        if self._lock is not None:
+            self._lock.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: commits survive a killed process
+    db.execute("PRAGMA busy_timeout = 10000")
+    return db
+
+
+def _create(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    building = root / (CATALOG + ".new")
+    building.unlink(missing_ok=True)
+    db = sqlite_utils.Database(building)
+    catalog.create_schema(db)
+    db.close()
+    (root / TOKENS).touch()
+    os.replace(building, root / CATALOG)
+
+
+def _lock(root: Path):
+    handle = open(root / LOCK, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"another `engine ingest` is writing to {root}; wait for it to finish") from None
+    return handle
