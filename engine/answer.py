@@ -30,14 +30,37 @@ GROUNDED_SHARE = 0.2
 CITED_SHARE = 0.02  # an excerpt with less of the answer's attention than this is not cited
 
 
+MAX_CITED_LINES = 6
+
+
 @dataclass
 class Excerpt:
-    """One span placed in the prompt: where it is in the prompt and what it cites."""
+    """One span placed in the prompt: where it is in the prompt, what it cites, where the answer looked in it."""
 
     citation: catalog.Citation
     prompt_start: int = 0
     prompt_end: int = 0
     mass: float = 0.0
+    line_mass: list[float] = field(default_factory=list)  # per line of the span, from its first line
+
+    def cited_lines(self) -> tuple[int, int]:
+        """The lines the answer looked at most: the heaviest line, widened over neighbours that carry at
+        least a third of its weight, at most MAX_CITED_LINES; the whole span when nothing was measured."""
+        if not self.line_mass or max(self.line_mass) <= 0:
+            return self.citation.line_start, self.citation.line_end
+        top = max(range(len(self.line_mass)), key=self.line_mass.__getitem__)
+        low = high = top
+        floor = self.line_mass[top] / 3
+        while high - low + 1 < MAX_CITED_LINES:
+            before = self.line_mass[low - 1] if low > 0 else -1.0
+            after = self.line_mass[high + 1] if high + 1 < len(self.line_mass) else -1.0
+            if max(before, after) < floor:
+                break
+            if before >= after:
+                low -= 1
+            else:
+                high += 1
+        return self.citation.line_start + low, self.citation.line_start + high
 
 
 @dataclass
@@ -101,16 +124,31 @@ def attention_on_excerpts(runtime: Runtime, prompt: list[int], answer: list[int]
     model.hidden_states(tokens, recorder)
     mass = recorder.mass[:len(prompt)].cpu()
     mass[:SINK_TOKENS] = 0
-    total = float(mass.sum()) or 1.0
+    mass /= float(mass.sum()) or 1.0
     for excerpt in excerpts:
-        excerpt.mass = float(mass[excerpt.prompt_start:excerpt.prompt_end].sum()) / total
+        excerpt.mass = float(mass[excerpt.prompt_start:excerpt.prompt_end].sum())
+        excerpt.line_mass = _mass_by_line(runtime, prompt[excerpt.prompt_start:excerpt.prompt_end],
+                                          mass[excerpt.prompt_start:excerpt.prompt_end].tolist())
     return sum(excerpt.mass for excerpt in excerpts)
+
+
+def _mass_by_line(runtime: Runtime, ids: list[int], mass: list[float]) -> list[float]:
+    """Attention mass per line of a span: a token counts for the line it starts on (newlines survive
+    byte-level decoding of single tokens, so counting them token by token is exact)."""
+    lines = [0.0]
+    for token, weight in zip(ids, mass):
+        lines[-1] += weight
+        lines.extend([0.0] * runtime.tokenizer.decode([token]).count("\n"))
+    return lines
 
 
 def citation_record(excerpt: Excerpt, text: str) -> dict:
     span = excerpt.citation
-    return {"path": span.paths[0], "paths": list(span.paths), "page": span.page, "start_line": span.line_start,
-            "end_line": span.line_end, "text": text, "score": round(excerpt.mass, 4)}
+    first, last = excerpt.cited_lines()
+    lines = text.split("\n")[first - span.line_start:last - span.line_start + 1]
+    return {"path": span.paths[0], "paths": list(span.paths), "page": span.page, "start_line": first,
+            "end_line": last, "text": "\n".join(lines), "context": text,
+            "context_lines": [span.line_start, span.line_end], "score": round(excerpt.mass, 4)}
 
 
 def answer_stream(runtime: Runtime, root: Path, spans: list[catalog.Citation], question: str,

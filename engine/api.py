@@ -21,7 +21,7 @@ from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.store import Store
 
-MAX_CONTEXT_TOKENS = 2048
+MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 
 
 class EngineStore:
@@ -54,7 +54,7 @@ class EngineStore:
             self._index = KeyIndex.build(self.root, self.store.db, self.config)
         return self._index
 
-    def ask(self, question: str, top_k: int = 8, max_new_tokens: int = 128,
+    def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128,
             lexical: bool = True) -> Iterator[tuple[str, object]]:
         if not question.strip():
             raise UsageError("the question is empty")

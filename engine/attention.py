@@ -25,7 +25,15 @@ class DilatedAttention:
     dilation_rates: list[int]
     rope_mode: str = "true"
 
+    def is_one_window(self, length: int) -> bool:
+        return self.dilation_rates == [1] and self.segment_lengths[0] >= length
+
     def __call__(self, q, k, v, *, layer: int, start: int) -> torch.Tensor:
+        if not q.is_cuda and self.is_one_window(q.shape[1]):
+            # One undilated window covering the whole call is plain causal attention: on the CPU, where the
+            # Triton kernel does not run, SDPA computes it an order of magnitude faster than the reference.
+            cos, sin = self.cos[:q.shape[1]], self.sin[:q.shape[1]]
+            return sdpa_causal(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
         rope = kernels.RoPE(self.cos, self.sin, mode=self.rope_mode)
         out, _ = kernels.dilated_attention(q, k, v, segment_lengths=self.segment_lengths,
                                            dilation_rates=self.dilation_rates, rope=rope)

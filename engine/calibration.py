@@ -24,16 +24,18 @@ import torch.nn.functional as F
 from engine.model_files import cache_dir
 from engine.runtime import Runtime
 
+# Facts unlike anything in data/ (whose questions evaluate the engine), so calibration cannot overfit them.
 FACTS = [
-    ("The wifi password at the lake cabin is heron-4417.", "What is the wifi password at the lake cabin?"),
-    ("Dr. Okafor moved the quarterly review meeting to the old library on Thursday afternoon.",
-     "Where did Dr. Okafor move the quarterly review meeting?"),
-    ("My grandmother's secret ingredient for the apple pie was a spoonful of cardamom.",
-     "What was my grandmother's secret ingredient for the apple pie?"),
-    ("The spare key to the boathouse is hidden under the blue flowerpot by the gate.",
-     "Where is the spare key to the boathouse hidden?"),
-    ("Invoice 5521 from Lindqvist Carpentry was paid on the third of March.",
-     "When was the invoice from Lindqvist Carpentry paid?"),
+    ("The combination of the garden shed lock is 3-9-1-4, written on the back of the calendar.",
+     "What is the combination of the garden shed lock?"),
+    ("Professor Lindahl postponed the glacier field trip to the second week of October.",
+     "When was the glacier field trip postponed to?"),
+    ("Aunt Rosalind's famous lemon cake uses a tablespoon of lavender honey in the glaze.",
+     "What does Aunt Rosalind's lemon cake use in the glaze?"),
+    ("The blue kayak is stored upside down behind the boathouse, under a green tarp.",
+     "Where is the blue kayak stored?"),
+    ("Our landlord, Mr. Abernathy, agreed to replace the broken dishwasher before the end of July.",
+     "What did Mr. Abernathy agree to replace?"),
 ]
 SHIPPED = Path(__file__).with_name("calibration_default.json")
 SCORINGS = ("naive", "maxsim", "maxsim4", "maxsim1")

@@ -53,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--follow-outside", action="store_true",
                         help="follow symbolic links that lead outside the given paths")
     ingest.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    ingest.add_argument("--no-process", action="store_true",
+                        help="only add the files to the catalog; the model reads them at the next ingest")
 
     ask = sub.add_parser("ask", parents=[common], help="ask a question of the whole corpus")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object: answer, citations, timings")
-    ask.add_argument("--top-k", type=int, default=8, help="how many blocks to retrieve (default 8)")
+    ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
     ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
 
     sub.add_parser("chat", parents=[common], help="start the web chat")

@@ -190,4 +190,4 @@ def build_model(config: ModelConfig, weights: dict[str, torch.Tensor], device: t
     with torch.device("meta"):
         model = Llama(config)
     model.load_state_dict(weights, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
