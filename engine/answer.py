@@ -31,6 +31,7 @@ CITED_SHARE = 0.02  # an excerpt with less of the answer's attention than this i
 
 
 MAX_CITED_LINES = 6
+LINE_REACH = 32  # tokens an excerpt may grow each way to start and end on a line boundary
 
 
 @dataclass
@@ -38,16 +39,19 @@ class Excerpt:
     """One span placed in the prompt: where it is in the prompt, what it cites, where the answer looked in it."""
 
     citation: catalog.Citation
+    token_start: int  # the part of the span the retrieved blocks cover, in the sequence
+    token_end: int
+    line_start: int  # the span's line at token_start
     prompt_start: int = 0
     prompt_end: int = 0
     mass: float = 0.0
-    line_mass: list[float] = field(default_factory=list)  # per line of the span, from its first line
+    line_mass: list[float] = field(default_factory=list)  # per line, from line_start
 
     def cited_lines(self) -> tuple[int, int]:
         """The lines the answer looked at most: the heaviest line, widened over neighbours that carry at
         least a third of its weight, at most MAX_CITED_LINES; the whole span when nothing was measured."""
         if not self.line_mass or max(self.line_mass) <= 0:
-            return self.citation.line_start, self.citation.line_end
+            return self.line_start, self.line_start + len(self.line_mass) - 1 if self.line_mass else self.line_start
         top = max(range(len(self.line_mass)), key=self.line_mass.__getitem__)
         low = high = top
         floor = self.line_mass[top] / 3
@@ -60,7 +64,7 @@ class Excerpt:
                 low -= 1
             else:
                 high += 1
-        return self.citation.line_start + low, self.citation.line_start + high
+        return self.line_start + low, self.line_start + high
 
 
 @dataclass
@@ -72,44 +76,68 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def spans_for_blocks(db, blocks: list[tuple[int, float]], block_tokens: int, max_tokens: int) -> list[catalog.Citation]:
-    """Live spans under the best blocks, best block first, until `max_tokens`; returned in corpus order."""
-    chosen: dict[int, catalog.Citation] = {}
+def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int, float]], block_tokens: int,
+                        max_tokens: int) -> list[Excerpt]:
+    """The parts of live spans that the best blocks cover (best block first, until `max_tokens`), in corpus
+    order. Only the retrieved blocks go into the prompt, not whole spans: the small model reads a short
+    context far better (full attention finds a passkey in 100% of 0.5k-token haystacks, 75% at 1k)."""
+    pieces: dict[int, list] = {}
     used = 0
     for block, _score in blocks:
-        for span in catalog.citations(db, block * block_tokens, (block + 1) * block_tokens):
-            if span.span_id in chosen:
+        block_start, block_end = block * block_tokens, (block + 1) * block_tokens
+        for span in catalog.citations(db, block_start, block_end):
+            start, end = max(span.token_start, block_start), min(span.token_end, block_end)
+            if used + end - start > max_tokens:
                 continue
-            size = span.token_end - span.token_start
-            if used + size > max_tokens:
-                continue
-            chosen[span.span_id] = span
-            used += size
-    return sorted(chosen.values(), key=lambda span: span.token_start)
+            used += end - start
+            if span.span_id in pieces:
+                piece = pieces[span.span_id]
+                piece[1], piece[2] = min(piece[1], start), max(piece[2], end)
+            else:
+                pieces[span.span_id] = [span, start, end]
+    excerpts = []
+    for span, start, end in sorted(pieces.values(), key=lambda piece: piece[1]):
+        tokens = read_tokens(root / "tokens.u32", span.token_start, span.token_end).tolist()
+        breaks = [runtime.tokenizer.decode([token]).count("\n") for token in tokens]
+        start, end = _whole_lines(breaks, start - span.token_start, end - span.token_start)
+        excerpts.append(Excerpt(span, span.token_start + start, span.token_start + end,
+                                span.line_start + sum(breaks[:start])))
+    return excerpts
 
 
-def _label(span: catalog.Citation) -> str:
-    where = f"page {span.page}, " if span.page else ""
-    return f"[{span.paths[0]}, {where}lines {span.line_start}-{span.line_end}]\n"
+def _whole_lines(breaks: list[int], start: int, end: int) -> tuple[int, int]:
+    """[start, end) widened to the line boundaries around it (`breaks[i]`: newlines in token i), by at most
+    LINE_REACH tokens each way, so an excerpt does not open or close mid-sentence in ordinary text."""
+    low = start
+    while low > 0 and start - low < LINE_REACH and not breaks[low - 1]:
+        low -= 1
+    high = end
+    while high < len(breaks) and high - end < LINE_REACH and not breaks[high - 1]:
+        high += 1
+    return low, high
 
 
-def build_prompt(runtime: Runtime, root: Path, spans: list[catalog.Citation], question: str) -> tuple[list[int], list[Excerpt]]:
-    """Prompt token ids: the chat template around excerpts (label + the span's own stored tokens) and the question."""
+def _label(excerpt: Excerpt) -> str:
+    where = f", page {excerpt.citation.page}" if excerpt.citation.page else ""
+    return f"[{excerpt.citation.paths[0]}{where}]\n"
+
+
+def build_prompt(runtime: Runtime, root: Path, excerpts: list[Excerpt], question: str) -> list[int]:
+    """Prompt token ids: the chat template around the excerpts (a label, then their own stored tokens)
+    and the question; sets each excerpt's place in the prompt."""
     tokenizer = runtime.tokenizer
     rendered = tokenizer.render_chat([{"role": "system", "content": SYSTEM},
                                       {"role": "user", "content": f"Excerpts from my files:\n\n{PLACEHOLDER}"
                                                                   f"Question: {question}"}])
     before, after = rendered.split(PLACEHOLDER)
     ids = tokenizer.encode(before)
-    excerpts = []
-    for span in spans:
-        ids += tokenizer.encode(_label(span))
-        excerpt = Excerpt(span, prompt_start=len(ids))
-        ids += read_tokens(root / "tokens.u32", span.token_start, span.token_end).astype(np.int64).tolist()
+    for excerpt in excerpts:
+        ids += tokenizer.encode(_label(excerpt))
+        excerpt.prompt_start = len(ids)
+        ids += read_tokens(root / "tokens.u32", excerpt.token_start, excerpt.token_end).astype(np.int64).tolist()
         excerpt.prompt_end = len(ids)
         ids += tokenizer.encode("\n\n")
-        excerpts.append(excerpt)
-    return ids + tokenizer.encode(after), excerpts
+    return ids + tokenizer.encode(after)
 
 
 @torch.inference_mode()
@@ -145,16 +173,17 @@ def _mass_by_line(runtime: Runtime, ids: list[int], mass: list[float]) -> list[f
 def citation_record(excerpt: Excerpt, text: str) -> dict:
     span = excerpt.citation
     first, last = excerpt.cited_lines()
-    lines = text.split("\n")[first - span.line_start:last - span.line_start + 1]
+    lines = text.split("\n")[first - excerpt.line_start:last - excerpt.line_start + 1]
     return {"path": span.paths[0], "paths": list(span.paths), "page": span.page, "start_line": first,
             "end_line": last, "text": "\n".join(lines), "context": text,
-            "context_lines": [span.line_start, span.line_end], "score": round(excerpt.mass, 4)}
+            "context_lines": [excerpt.line_start, excerpt.line_start + text.count("\n")],
+            "score": round(excerpt.mass, 4)}
 
 
-def answer_stream(runtime: Runtime, root: Path, spans: list[catalog.Citation], question: str,
+def answer_stream(runtime: Runtime, root: Path, excerpts: list[Excerpt], question: str,
                   max_new_tokens: int, started: float) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
-    prompt, excerpts = build_prompt(runtime, root, spans, question)
+    prompt = build_prompt(runtime, root, excerpts, question)
     result = Answer()
     produced: list[int] = []
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.answer import Answer, answer_stream, spans_for_blocks
+from engine.answer import Answer, answer_stream, excerpts_for_blocks
 from engine.calibration import calibration_for
 from engine.errors import UsageError
 from engine.memory import EngineConfig, ProcessReport, config_for_store, load_config, process_store
@@ -64,8 +64,9 @@ class EngineStore:
         started = time.perf_counter()
         blocks = retrieve(self.runtime, self.config, self.index(), self.store.db, question, top_k, lexical)
         retrieved = time.perf_counter() - started
-        spans = spans_for_blocks(self.store.db, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
-        for kind, value in answer_stream(self.runtime, self.root, spans, question, max_new_tokens, started):
+        excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
+                                       MAX_CONTEXT_TOKENS)
+        for kind, value in answer_stream(self.runtime, self.root, excerpts, question, max_new_tokens, started):
             if isinstance(value, Answer):
                 value.timings["retrieve_s"] = retrieved
             yield kind, value
