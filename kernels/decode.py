@@ -19,7 +19,15 @@ import triton.language as tl
 from kernels.merge import merge_stacked
 from kernels.rope import RoPE
 from kernels.triton_blocks import attend_key_block, finish_rows, load_halves, rotate_halves
-from kernels.triton_launch import LOG2_E, check_block, check_triton_inputs, launch_options, precision, rope_tables
+from kernels.triton_launch import (
+    LOG2_E,
+    check_block,
+    check_triton_inputs,
+    launch_options,
+    precision,
+    rope_tables,
+    tile_ceiling,
+)
 from kernels.validation import check_attend_rope, check_causal_offset, check_flag, check_qkv, resolve_scale
 
 # Fewer keys than this per split would spend more on merging partials than the split saves.
@@ -41,16 +49,16 @@ def _attend_fwd(
 ):
     HALF: tl.constexpr = HEAD_DIM // 2
     split = tl.program_id(0)
-    kv_head = tl.program_id(1) // n_row_blocks
+    kv_head = (tl.program_id(1) // n_row_blocks).to(tl.int64)
     row_block = tl.program_id(1) % n_row_blocks
     b = tl.program_id(2).to(tl.int64)
 
-    # Tile row t is query row t // group of query head kv_head * group + t % group.
+    # Tile row t is query row t // group of query head kv_head * group + t % group (int64).
     offs_t = row_block * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_t = offs_t < n_rows * group
     row = offs_t // group
     head = kv_head * group + offs_t % group
-    q_offsets = row.to(tl.int64) * stride_qn + head.to(tl.int64) * stride_qh
+    q_offsets = row.to(tl.int64) * stride_qn + head * stride_qh
     q1, q2 = load_halves(Q + b * stride_qb, q_offsets, 1, stride_qd, mask_t, HALF, True)
     if ROPE:
         q1, q2 = rotate_halves(q1, q2, COS, SIN, rope_offset + causal_offset + row, mask_t, stride_cn, stride_cd, HALF)
@@ -91,9 +99,9 @@ def _attend_fwd(
     out, lse = finish_rows(acc, l_i, m_i)
 
     offs_d = tl.arange(0, HEAD_DIM)
-    o_ptrs = (OUT + split * stride_os + b * stride_ob + row.to(tl.int64)[:, None] * stride_on
+    o_ptrs = (OUT + split.to(tl.int64) * stride_os + b * stride_ob + row.to(tl.int64)[:, None] * stride_on
               + head[:, None] * stride_oh + offs_d[None, :] * stride_od)
-    l_ptrs = LSE + split * stride_ls + b * stride_lb + head * stride_lh + row * stride_ln
+    l_ptrs = LSE + split.to(tl.int64) * stride_ls + b * stride_lb + head * stride_lh + row * stride_ln
     tl.store(o_ptrs, out, mask=mask_t[:, None])
     tl.store(l_ptrs, lse, mask=mask_t)
 
@@ -128,7 +136,7 @@ def attend_triton(
     batch, n_rows, heads, dim = q.shape
     tile_rows = n_rows * shapes.group
     bm = max(16, min(64, triton.next_power_of_2(tile_rows)))
-    bn = block_n or 64
+    bn = block_n or tile_ceiling(q.device, q.dtype)[1]
     n_row_blocks = triton.cdiv(tile_rows, bm)
     splits = num_splits or default_splits(q, shapes.k_len, shapes.kv_heads * n_row_blocks * batch)
     chunk = triton.cdiv(triton.cdiv(shapes.k_len, splits), bn) * bn
@@ -145,7 +153,7 @@ def attend_triton(
         n_rows, shapes.k_len, shapes.group, causal_offset, chunk, n_row_blocks,
         rope.offset if rope is not None else 0, scale * LOG2_E,
         HEAD_DIM=dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, ROPE=rope is not None, PRECISION=precision(q.dtype),
-        **launch_options(q),
+        **launch_options(q.device, dim),
     )
     if splits == 1:
         return outs[0].to(q.dtype), lses[0]

@@ -36,6 +36,7 @@ from kernels.triton_launch import (
     launch_options,
     precision,
     rope_tables,
+    tile_ceiling,
 )
 from kernels.validation import check_dilated_rope, check_flag, check_patterns, check_qkv, resolve_scale
 
@@ -59,6 +60,7 @@ def _dilated_fwd(
     HALF: tl.constexpr = HEAD_DIM // 2
     pid = tl.program_id(0)
     h = tl.program_id(1)
+    h64 = h.to(tl.int64)  # offsets in int64: lse's head stride is the sequence length
     b = tl.program_id(2).to(tl.int64)
     seg = pid // n_mblocks
     mb = pid % n_mblocks
@@ -71,7 +73,7 @@ def _dilated_fwd(
     offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < n_kept
     rows_m = first.to(tl.int64) + offs_m.to(tl.int64) * rate
-    q1, q2 = load_halves(Q + b * stride_qb + h * stride_qh, rows_m, stride_qn, stride_qd, mask_m, HALF, True)
+    q1, q2 = load_halves(Q + b * stride_qb + h64 * stride_qh, rows_m, stride_qn, stride_qd, mask_m, HALF, True)
     rope_first = rope_offset + first
     rope_step = rate
     if ROPE_COMPRESSED:
@@ -93,7 +95,7 @@ def _dilated_fwd(
     hi = hi * active
     hi_full = hi_full * active
 
-    kv_head = h // group
+    kv_head = (h // group).to(tl.int64)
     Kh = K + b * stride_kb + kv_head * stride_kh
     Vh = V + b * stride_vb + kv_head * stride_vh
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -116,8 +118,8 @@ def _dilated_fwd(
     out, lse = finish_rows(acc, l_i, m_i)
 
     offs_d = tl.arange(0, HEAD_DIM)
-    o_ptrs = OUT + b * stride_ob + h * stride_oh + rows_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    l_ptrs = LSE + b * stride_lb + h * stride_lh + rows_m * stride_ln
+    o_ptrs = OUT + b * stride_ob + h64 * stride_oh + rows_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    l_ptrs = LSE + b * stride_lb + h64 * stride_lh + rows_m * stride_ln
     if MERGE:
         old_lse = tl.load(l_ptrs, mask=mask_m, other=float("-inf"))
         old_out = tl.load(o_ptrs, mask=mask_m[:, None], other=0.0).to(tl.float32)
@@ -183,12 +185,8 @@ def dilated_attention_triton(
 
 
 def tile_sizes(q: torch.Tensor, kept: int, block_m: int | None, block_n: int | None) -> tuple[int, int]:
-    """Tiles no taller than a segment's kept rows need; 128 x 64 on the GPU as in the tutorial.
-
-    The interpreter pays per program and per loop step far more than per element, so it gets
-    64 x 64 tiles.
-    """
-    ceiling_m, ceiling_n = (128, 64) if q.device.type == "cuda" else (64, 64)
+    """Tiles no taller than a segment's kept rows need, within ``tile_ceiling``."""
+    ceiling_m, ceiling_n = tile_ceiling(q.device, q.dtype)
     bm = block_m or max(16, block_n or 16, min(ceiling_m, triton.next_power_of_2(kept)))
     bn = block_n or min(ceiling_n, bm)
     return bm, bn
@@ -211,5 +209,5 @@ def _launch(q, k, v, out, lse, w, r, group, causal, scale, rope, merge_into, blo
         HEAD_DIM=dim, BLOCK_M=bm, BLOCK_N=bn,
         CAUSAL=causal, ROPE=rope is not None, ROPE_COMPRESSED=rope is not None and rope.mode == "compressed",
         MERGE=merge_into, PRECISION=precision(q.dtype),
-        **launch_options(q),
+        **launch_options(q.device, dim),
     )

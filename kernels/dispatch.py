@@ -42,7 +42,8 @@ def dilated_attention(
     """LongNet dilated attention; returns ``(out, lse)``.
 
     q is ``(batch, seq, heads, dim)``, k and v ``(batch, seq, kv_heads, dim)`` with ``heads`` a
-    multiple of ``kv_heads``; ``out`` is like q and ``lse`` is ``(batch, heads, seq)`` fp32.
+    multiple of ``kv_heads``; ``out`` is like q and ``lse`` is ``(batch, heads, seq)`` fp32, the
+    natural-log softmax denominator of each row (scores scaled by ``scale``).
     Pattern i cuts the sequence into segments of ``segment_lengths[i]`` rows (the last may be
     shorter); head h keeps the rows at offsets ``h mod r, h mod r + r, ...`` of each segment
     (``r = dilation_rates[i]``, which must divide the segment length) and attends among them,

@@ -97,9 +97,9 @@ def attend(
     if rope is not None:
         qf = apply_rope(qf, rope.cos, rope.sin, rope.offset + q_index)
         kf = apply_rope(kf, rope.cos, rope.sin, rope.offset + k_index)
-    scores = torch.einsum("bihd,bjhd->bhij", qf, kf) * scale
+    scores = torch.einsum("bihd,bjhd->bhij", qf * scale, kf)
     if causal:
-        scores = scores.masked_fill(k_index[None, :] > q_index[:, None], float("-inf"))
+        scores = scores.masked_fill_(k_index[None, :] > q_index[:, None], float("-inf"))
     out, lse = _softmax_attend(scores, vf.transpose(1, 2))
     return out.permute(0, 2, 1, 3).to(q.dtype), lse
 
@@ -116,47 +116,75 @@ def _one_pattern(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pattern ``(w, r)`` over fp32 q, k, v with as many KV heads as query heads.
 
-    Padding the sequence to whole segments and viewing each segment as ``(w / r, r)`` rows turns
-    "the rows at offset s, s + r, ..." into the plain slice ``[:, :, :, s]``: no index lists.
+    The whole segments and the ragged tail go separately: the tail is one shorter segment, so a
+    pattern far longer than the sequence costs what the sequence needs, not what ``w`` would.
     """
-    batch, seq, heads, dim = q.shape
-    n_seg = -(-seq // w)
+    seq = q.shape[1]
+    full = seq - seq % w
+    parts = []
+    if full:
+        parts.append(_segments(q[:, :full], k[:, :full], v[:, :full], w, r, causal, scale, compressed))
+    if full < seq:
+        tail_w = r * -(-(seq - full) // r)  # the tail, rounded up to whole groups of r rows
+        parts.append(_segments(q[:, full:], k[:, full:], v[:, full:], tail_w, r, causal, scale, compressed))
+    return torch.cat([out for out, _ in parts], dim=1), torch.cat([lse for _, lse in parts], dim=2)
+
+
+def _segments(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w: int,
+    r: int,
+    causal: bool,
+    scale: float,
+    compressed: RoPE | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``q.shape[1]`` that are either whole segments of ``w`` or one segment shorter than ``w``.
+
+    Viewing each segment as ``(w / r, r)`` rows turns "the rows at offset s, s + r, ..." into the
+    plain slice ``[:, :, :, s]``: no index lists. Rows padded on past the end are masked as keys
+    and dropped as queries.
+    """
+    batch, length, heads, dim = q.shape
+    n_seg = -(-length // w)
     kept = w // r
-    rows = torch.arange(n_seg * w, device=q.device).view(n_seg, kept, r)
+    as_segments = [
+        _pad_to(t, n_seg * w).view(batch, n_seg, kept, r, heads, dim) for t in (q * scale, k, v)
+    ]
     out = torch.zeros(batch, n_seg * w, heads, dim, device=q.device)
     lse = torch.full((batch, n_seg * w, heads), float("-inf"), device=q.device)
-    as_segments = [_pad_to(t, n_seg * w).view(batch, n_seg, kept, r, heads, dim) for t in (q, k, v)]
     out_view = out.view(batch, n_seg, kept, r, heads, dim)
     lse_view = lse.view(batch, n_seg, kept, r, heads)
     chunk = max(1, SCORE_BUDGET_BYTES // (4 * batch * kept * kept * -(-heads // r)))
+    index = torch.arange(kept, device=q.device)
     for s in range(min(r, heads)):
-        valid = rows[:, :, s] < seq  # (n_seg, kept): padding rows are neither queries nor keys
+        visible = (s + index * r < length)[None, :].expand(kept, kept)  # (query i, key j)
+        if causal:
+            visible = visible & (index[None, :] <= index[:, None])
         for start in range(0, n_seg, chunk):
             seg = slice(start, start + chunk)
             qs, ks, vs = (t[:, seg, :, s, s::r] for t in as_segments)  # (batch, segs, kept, heads_s, dim)
             if compressed is not None:
-                # Padding rows past the sequence end are masked out; keep their positions inside
-                # the table, which only has to reach the real rows.
-                real = -(-min(w, seq) // r)
-                local = compressed.offset + torch.arange(kept, device=q.device).clamp(max=real - 1)
+                local = compressed.offset + index
                 qs = apply_rope(qs, compressed.cos, compressed.sin, local)
                 ks = apply_rope(ks, compressed.cos, compressed.sin, local)
-            scores = torch.einsum("bsihd,bsjhd->bshij", qs, ks) * scale
-            mask = valid[seg][None, :, None, None, :].expand_as(scores)
-            if causal:
-                mask = mask & torch.ones(kept, kept, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~mask, float("-inf"))
+            scores = torch.einsum("bsihd,bsjhd->bshij", qs, ks).masked_fill_(~visible, float("-inf"))
             seg_out, seg_lse = _softmax_attend(scores, vs.transpose(2, 3))
             out_view[:, seg, :, s, s::r] = seg_out.transpose(2, 3)
             lse_view[:, seg, :, s, s::r] = seg_lse.transpose(2, 3)
-    # Padding rows were written above but lie past the sequence: cut them off.
-    return out[:, :seq], lse[:, :seq].transpose(1, 2)
+    return out[:, :length], lse[:, :length].transpose(1, 2)
 
 
 def _softmax_attend(scores: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``softmax(scores) @ v`` and the row log-sum-exp; a row of all ``-inf`` gets 0 and ``-inf``."""
-    lse = torch.logsumexp(scores, dim=-1)
-    probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num(nan=0.0)
+    """``softmax(scores) @ v`` and the row log-sum-exp, overwriting ``scores`` (the big tensor: each
+    pass over it costs more than the matmuls). A row of all ``-inf`` gets 0 and ``-inf``."""
+    top = scores.amax(dim=-1, keepdim=True)
+    top = top.masked_fill(top == float("-inf"), 0.0)
+    probs = scores.sub_(top).exp_()
+    total = probs.sum(dim=-1, keepdim=True)
+    lse = (top + total.log()).squeeze(-1)
+    probs.div_(total.clamp_min(torch.finfo(total.dtype).tiny))
     return probs @ v, lse
 
 

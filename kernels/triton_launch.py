@@ -52,11 +52,24 @@ def precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def launch_options(q: torch.Tensor) -> dict[str, int]:
+def tile_ceiling(device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
+    """Largest ``(block_m, block_n)`` tiles for q's device and dtype.
+
+    On the GPU, 128 x 64 as in the fused-attention tutorial for 16-bit inputs; fp32 tiles take
+    twice the bytes, and compiled for sm_90 the D=128 kernels then need up to 352 KB of shared
+    memory (H100 allows 227 KB), so fp32 gets 64 x 32 (at most 180 KB). The interpreter pays per
+    program and per loop step far more than per element, so it gets 64 x 64.
+    """
+    if device.type != "cuda":
+        return 64, 64
+    return (64, 32) if dtype == torch.float32 else (128, 64)
+
+
+def launch_options(device: torch.device, head_dim: int) -> dict[str, int]:
     """Warps and pipeline stages; the interpreter ignores them."""
-    if q.device.type != "cuda":
+    if device.type != "cuda":
         return {}
-    return {"num_warps": 4 if q.shape[-1] <= 64 else 8, "num_stages": 3}
+    return {"num_warps": 4 if head_dim <= 64 else 8, "num_stages": 3}
 
 
 def rope_tables(rope: RoPE | None, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
