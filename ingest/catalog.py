@@ -19,7 +19,7 @@ Tables (created with sqlite-utils; WAL mode):
 - `spans(id, content_id, ordinal, char_start, char_end, line_start, line_end, page, heading,
   token_start, token_end, live, text)`: the citable pieces of a content, tiling its body in order;
   token ranges are absolute positions in the sequence. `spans_fts` is an FTS5 index (porter stemming)
-  over text and heading, kept current by triggers: a lexical path for retrieval.
+  over text and heading, kept current by triggers (not fired by tombstoning): a lexical path for retrieval.
 - `segments(token_start, token_end, created_at)`: written by the engine, one row per token range it
   has processed (its states written). Ingest never writes it.
 
@@ -46,6 +46,7 @@ import sqlite_utils
 
 FORMAT_VERSION = 1
 LIVE_STATUSES = ("ok", "partial")
+_LIVE = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"  # for SQL: d.status IN _LIVE
 
 
 class StoreError(Exception):
@@ -80,7 +81,23 @@ def create_schema(db: sqlite_utils.Database) -> None:
             {"key": "created_at", "value": now()},
             {"key": "sequence_tokens", "value": "0"},
         ])
-    db["spans"].enable_fts(["text", "heading"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    db["spans"].enable_fts(["text", "heading"], fts_version="FTS5", tokenize="porter")
+    # sqlite-utils' own triggers re-index a span on any update; tombstoning only flips `live`, so these
+    # re-index on a change of the indexed columns alone.
+    with db.atomic():
+        for statement in _FTS_TRIGGERS:
+            db.execute(statement)
+
+
+_FTS_TRIGGERS = (
+    "CREATE TRIGGER spans_ai AFTER INSERT ON spans BEGIN INSERT INTO spans_fts (rowid, text, heading) "
+    "VALUES (new.id, new.text, new.heading); END",
+    "CREATE TRIGGER spans_ad AFTER DELETE ON spans BEGIN INSERT INTO spans_fts (spans_fts, rowid, text, heading) "
+    "VALUES ('delete', old.id, old.text, old.heading); END",
+    "CREATE TRIGGER spans_au AFTER UPDATE OF text, heading ON spans BEGIN "
+    "INSERT INTO spans_fts (spans_fts, rowid, text, heading) VALUES ('delete', old.id, old.text, old.heading); "
+    "INSERT INTO spans_fts (rowid, text, heading) VALUES (new.id, new.text, new.heading); END",
+)
 
 
 def now() -> str:
@@ -113,7 +130,7 @@ def refresh_liveness(db: sqlite_utils.Database, content_ids: set[int]) -> None:
     for chunk in _chunks(sorted(content_ids), 500):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE contents SET live = EXISTS (SELECT 1 FROM documents d WHERE d.content_id = contents.id "
-                   f"AND d.status IN ('ok', 'partial')) WHERE id IN ({marks})", chunk)
+                   f"AND d.status IN {_LIVE}) WHERE id IN ({marks})", chunk)
         db.execute(f"UPDATE spans SET live = (SELECT live FROM contents c WHERE c.id = spans.content_id) "
                    f"WHERE content_id IN ({marks}) AND live != (SELECT live FROM contents c "
                    f"WHERE c.id = spans.content_id)", chunk)
@@ -161,7 +178,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
     rows = db.execute(
         "SELECT s.id, s.page, s.line_start, s.line_end, s.heading, s.token_start, s.token_end, "
         "group_concat(d.name, char(31)), max(d.date) FROM spans s JOIN documents d ON d.content_id = s.content_id "
-        "AND d.status IN ('ok', 'partial') WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
+        f"AND d.status IN {_LIVE} WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
         "GROUP BY s.id ORDER BY s.token_start", [token_end, token_start]).fetchall()
     return [Citation(r[0], tuple(sorted(r[7].split("\x1f"))), r[1], r[2], r[3], r[4], r[5], r[6], r[8])
             for r in rows]
@@ -170,7 +187,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
 def search_spans(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[dict[str, Any]]:
     """Live spans matching an FTS5 query, best first: id, name, lines, page, heading, token range, text."""
     sql = ("SELECT s.id, (SELECT min(d.name) FROM documents d WHERE d.content_id = s.content_id "
-           "AND d.status IN ('ok', 'partial')) AS name, s.line_start, s.line_end, s.page, s.heading, "
+           f"AND d.status IN {_LIVE}) AS name, s.line_start, s.line_end, s.page, s.heading, "
            "s.token_start, s.token_end, s.text FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
            "WHERE spans_fts MATCH ? AND s.live = 1 ORDER BY spans_fts.rank LIMIT ?")
     try:

@@ -167,10 +167,18 @@ _pypdf_logger.propagate = False
 def _pdf(data: bytes) -> Extracted:
     if b"%PDF-" not in data[:1024]:
         return Extracted("", "pdf", None, "skipped", "damaged", "not a PDF (no %PDF- header)")
+    _pdf_warnings.local.messages = []
+    try:
+        return _read_pdf(data, _pdf_warnings.local.messages)
+    finally:
+        _pdf_warnings.local.messages = None
+
+
+def _read_pdf(data: bytes, warnings: list[str]) -> Extracted:
+    """The pages' text; `warnings` fills with what pypdf logged about damage it worked around."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
 
-    _pdf_warnings.local.messages = []
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -189,12 +197,10 @@ def _pdf(data: bytes) -> Extracted:
             texts.append((number, _clean(page.extract_text() or "")))
         except Exception as error:  # one bad page must not cost the others
             failed.append(f"page {number}: {_describe(error)}")
-    warnings = _pdf_warnings.local.messages
-    _pdf_warnings.local.messages = None
     text, spans = _join_pages([(n, t) for n, t in texts if t.strip()])
     if not text:
         reason = "; ".join(failed) if failed else f"no extractable text in {len(pages)} page(s) (scanned images?)"
-        return Extracted("", "pdf", None, "skipped", "no-text" if not failed else "damaged", reason)
+        return Extracted("", "pdf", None, "skipped", "damaged" if failed else "no-text", reason)
     problems = failed + ([f"damaged PDF read anyway: {warnings[0]}"] if warnings else [])
     if problems:
         return Extracted(text, "pdf", None, "partial", "damaged", "; ".join(problems), pages=spans)

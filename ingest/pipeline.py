@@ -22,6 +22,7 @@ goes on; only trouble with the store itself (a full disk) stops the run, leaving
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,7 +53,8 @@ class IngestOptions:
     span_chars: int = SPAN_CHARS
     batch_tokens: int = 2_000_000  # commit at least this often (tokens) ...
     batch_seconds: float = 1.0  # ... or this often (seconds)
-    window_bytes: int = 64 * 2**20  # source bytes in flight in the pool at most
+    window_bytes: int = 32 * 2**20  # source bytes in flight at most (results wait while the writer commits)
+    window_files: int = 256  # files in flight at most: enough for the readers to keep busy through a commit
 
 
 class Progress(Protocol):
@@ -144,7 +146,7 @@ def ingest(store: Store, paths: list[Path], tokenizer: Callable[[], SequenceToke
 
 def _run(store: Store, roots: list[str], load_tokenizer: Callable[[], SequenceTokenizer], model_key: str | None,
          options: IngestOptions, progress: Progress | None, summary: RunSummary) -> None:
-    listing = list_sources(roots, options.walk)
+    listing = list_sources(roots, dataclasses.replace(options.walk, leave_out=(str(store.root),)))
     summary.ignored = listing.ignored
     rows = _known_rows(store.db)
     writer = _Writer(store, summary, options)
@@ -168,7 +170,7 @@ def _run(store: Store, roots: list[str], load_tokenizer: Callable[[], SequenceTo
         known = writer.known_contents
         with ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
             for prepared in _in_order(pool, work, lambda item: _prepare(*item, known, sequence, options),
-                                      options.window_bytes, options.workers):
+                                      options.window_bytes, options.window_files):
                 tokens = writer.add(prepared)
                 if progress is not None:
                     progress.advance(1, prepared.source.size, tokens)
@@ -194,13 +196,13 @@ def _bind_tokenizer(store: Store, load_tokenizer: Callable[[], SequenceTokenizer
 
 
 def _in_order(pool: ThreadPoolExecutor, work: list[tuple[Source, _Row | None]], fn, window_bytes: int,
-              workers: int):
+              window_files: int):
     """fn over work items in the pool, yielded in order, with a bounded number of files and bytes in flight."""
     queue: collections.deque[tuple[Future, int]] = collections.deque()
     in_flight, items = 0, iter(work)
     upcoming = next(items, None)
     while upcoming is not None or queue:
-        while (upcoming is not None and len(queue) < 4 * workers
+        while (upcoming is not None and len(queue) < window_files
                and (not queue or in_flight + upcoming[0].size <= window_bytes)):
             queue.append((pool.submit(fn, upcoming), upcoming[0].size))
             in_flight += upcoming[0].size

@@ -49,6 +49,7 @@ class WalkOptions:
     follow_outside: bool = False
     hidden: bool = False
     excludes: tuple[str, ...] = ()
+    leave_out: tuple[str, ...] = ()  # folders never walked, such as the store being written to
 
 
 @dataclass
@@ -100,6 +101,7 @@ class _Walker:
         self.root, self.real_roots, self.options, self.excludes, self.listing = root, real_roots, options, excludes, listing
         self.label = os.path.basename(root.rstrip(os.sep)) or root
         self.visited: set[tuple[int, int]] = set()
+        self.left_out = {(info.st_dev, info.st_ino) for info in map(_stat_or_none, options.leave_out) if info}
 
     def walk(self) -> None:
         # Each frame: (folder path, path relative to the root ("" for the root), ignore specs in force,
@@ -159,6 +161,9 @@ class _Walker:
             return self._follow_link(entry.path, rel, specs)
         if is_dir:
             info = entry.stat(follow_symlinks=False)
+            if (info.st_dev, info.st_ino) in self.left_out:
+                self.listing.ignored += 1
+                return None
             self.visited.add((info.st_dev, info.st_ino))
             return self._frame(entry.path, rel, specs)
         try:
@@ -189,6 +194,9 @@ class _Walker:
                 self.listing.ignored += 1
                 return None
             key = (info.st_dev, info.st_ino)
+            if key in self.left_out:
+                self.listing.ignored += 1
+                return None
             if key in self.visited:
                 loop = _inside(os.path.realpath(os.path.dirname(path)), target)
                 self._skip_path(path, rel, "link-loop",
@@ -237,6 +245,13 @@ class _Walker:
 
     def _skip_path(self, path: str, rel: str, code: str, detail: str, is_dir: bool = False) -> None:
         self.listing.sources.append(Source(path, self._name(rel), self.root, skip=code, detail=detail, is_dir=is_dir))
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _read_spec(path: str) -> pathspec.GitIgnoreSpec:

@@ -61,9 +61,12 @@ def sequence_tokenizer(backend: Tokenizer, fingerprint: str, fast: bool = True) 
     reference = Tokenizer.from_str(backend.to_str())
     reference.encode_special_tokens = True
 
+    # The batch call releases the GIL (a single `encode` does not), so reading threads run in parallel;
+    # the `_fast` variant (in recent tokenizers releases) also skips computing offsets nobody reads.
+    encode_batch = getattr(reference, "encode_batch_fast", reference.encode_batch)
+
     def encode_reference(texts: list[str]) -> list[list[int]]:
-        # The batch call releases the GIL (a single `encode` does not), so reading threads run in parallel.
-        return [encoding.ids for encoding in reference.encode_batch_fast(texts, add_special_tokens=False)]
+        return [encoding.ids for encoding in encode_batch(texts, add_special_tokens=False)]
 
     encode_many, engine = encode_reference, "tokenizers"
     accelerated = _tiktoken_encoder(reference, encode_reference) if fast else None

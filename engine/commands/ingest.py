@@ -88,7 +88,9 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
 
 def _model_key(model_path: Path) -> str:
     """The model file as it is now; a Hugging Face folder is keyed by its tokenizer.json."""
-    tokenizer_file = model_path / "tokenizer.json" if model_path.is_dir() else model_path
+    tokenizer_file = model_path / "tokenizer.json"
+    if not (model_path.is_dir() and tokenizer_file.exists()):
+        tokenizer_file = model_path  # a GGUF file (or a folder the model loader will refuse with a reason)
     info = tokenizer_file.stat()
     return f"{tokenizer_file.resolve()}|{info.st_size}|{info.st_mtime_ns}"
 
@@ -131,6 +133,9 @@ def _print_summary(console: Console, summary: RunSummary, store: Path) -> None:
     table.add_column("count", justify="right")
     table.add_row("added", f"{summary.added:,}")
     table.add_row("updated", f"{summary.updated:,}")
+    partial = sum(status == "partial" for _, status, _, _ in summary.problems)
+    if partial:
+        table.add_row("  of which read with a caveat (partial)", f"{partial:,}")
     table.add_row("unchanged", f"{summary.unchanged:,}")
     table.add_row("removed", f"{summary.removed:,}")
     for code, count in sorted(summary.skipped.items(), key=lambda item: -item[1]):

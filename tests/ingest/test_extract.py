@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -80,6 +81,14 @@ def test_truncated_pdf_is_recorded_as_damaged(cut):
     result = extract("cut.pdf", data[: int(len(data) * cut)])
     assert result.reason_code == "damaged" and result.reason
     assert result.status in {"skipped", "partial"}
+
+
+def test_pdf_damage_that_pypdf_works_around_is_read_with_a_reason():
+    data = make_pdf([["hello one"], ["hello two"]])
+    broken = re.sub(rb"startxref\n\d+", b"startxref\n99", data)
+    result = extract("pointer.pdf", broken)
+    assert result.status == "partial" and result.reason_code == "damaged" and "startxref" in result.reason
+    assert result.text == "hello one\n\nhello two"
 
 
 def test_random_bytes_named_pdf_are_recorded_as_damaged():

@@ -154,6 +154,14 @@ def test_overlapping_roots_list_each_file_once(run, corpus):
     assert summary.added == 8 and query(run.store_dir, "SELECT count(*) FROM documents") == [(8,)]
 
 
+def test_a_store_inside_an_ingested_folder_is_not_read(tmp_path, corpus, sequence):
+    with Store.open(corpus / "store", write=True) as store:
+        ingest(store, [corpus], lambda: sequence)
+        summary = ingest(store, [corpus], lambda: sequence)
+    assert (summary.unchanged, summary.added, summary.skipped) == (8, 0, {})
+    assert not query(corpus / "store", "SELECT name FROM documents WHERE name LIKE '%store%'")
+
+
 def test_unprocessed_ranges_follow_the_segments_the_engine_records(run, corpus):
     run(corpus)
     with Store.open(run.store_dir) as store:

@@ -109,18 +109,3 @@ def test_roots_inside_other_roots_are_walked_once_and_files_can_be_roots(repo):
     assert [(s.name, s.skip) for s in single.sources] == [("a.md", None)]
     with pytest.raises(FileNotFoundError):
         normalize_roots([repo / "nope"])
-
-
-def test_unlistable_folder_is_recorded(repo):
-    locked = repo / "locked"
-    locked.mkdir()
-    write(locked, "inside.txt")
-    locked.chmod(0)
-    try:
-        if os.access(locked, os.R_OK):
-            pytest.skip("running with the power to read any folder (root without dropped capabilities)")
-        listing = list_sources(normalize_roots([repo]), WalkOptions())
-        entry = next(s for s in listing.sources if s.name.endswith("/locked"))
-        assert entry.is_dir and entry.skip == "unreadable"
-    finally:
-        locked.chmod(0o755)
