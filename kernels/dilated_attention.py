@@ -168,7 +168,7 @@ def dilated_attention_triton(
     if merge not in ("fused", "separate"):
         raise ValueError(f"merge must be 'fused' or 'separate', got {merge!r}")
 
-    batch, seq, heads, dim = q.shape
+    batch, seq, heads, _ = q.shape
     if merge == "fused":
         # One pattern writes its result straight out; several accumulate in fp32 between launches.
         out = torch.zeros_like(q, dtype=q.dtype if len(patterns) == 1 else torch.float32)

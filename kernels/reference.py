@@ -64,8 +64,10 @@ def dilated_attention(
         qf = apply_rope(qf, rope.cos, rope.sin, positions)
         kf = apply_rope(kf, rope.cos, rope.sin, positions)
     compressed = rope if rope is not None and rope.mode == "compressed" else None
-    parts = [_one_pattern(qf, kf, vf, w, r, causal, scale, compressed) for w, r in patterns]
-    out, lse = merge_attention(parts)
+    # Merging pattern by pattern keeps two full-size outputs alive instead of one per pattern.
+    out, lse = _one_pattern(qf, kf, vf, *patterns[0], causal, scale, compressed)
+    for w, r in patterns[1:]:
+        out, lse = merge_attention([(out, lse), _one_pattern(qf, kf, vf, w, r, causal, scale, compressed)])
     return out.to(q.dtype), lse
 
 
