@@ -28,7 +28,7 @@ from kernels.triton_launch import (
     rope_tables,
     tile_ceiling,
 )
-from kernels.validation import check_attend_rope, check_causal_offset, check_flag, check_qkv, resolve_scale
+from kernels.validation import check_attend_args
 
 # Fewer keys than this per split would spend more on merging partials than the split saves.
 MIN_KEYS_PER_SPLIT = 256
@@ -123,11 +123,8 @@ def attend_triton(
     ``num_splits`` overrides how many key chunks run in parallel (default: enough programs to fill
     the GPU, 1 under the interpreter); ``block_n`` overrides the key tile.
     """
-    shapes = check_qkv(q, k, v, same_length=False)
-    causal_offset = check_causal_offset(causal_offset)
-    causal = check_flag("causal", causal)
-    scale = resolve_scale(scale, shapes.head_dim)
-    rope = check_attend_rope(rope, q, shapes, causal_offset)
+    checked = check_attend_args(q, k, v, causal_offset, causal, scale, rope)
+    shapes, causal, scale, rope = checked.shapes, checked.causal, checked.scale, checked.rope
     check_triton_inputs(q)
     check_block("block_n", block_n)
     if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):

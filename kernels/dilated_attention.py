@@ -38,7 +38,7 @@ from kernels.triton_launch import (
     rope_tables,
     tile_ceiling,
 )
-from kernels.validation import check_dilated_rope, check_flag, check_patterns, check_qkv, resolve_scale
+from kernels.validation import check_dilated_args
 
 MergeStrategy = Literal["fused", "separate"]
 
@@ -155,11 +155,10 @@ def dilated_attention_triton(
     ``block_n`` override the tile sizes (powers of two >= 16, ``block_m`` a multiple of
     ``block_n``) so tests can drive small inputs through several tiles.
     """
-    shapes = check_qkv(q, k, v, same_length=True)
-    patterns = check_patterns(segment_lengths, dilation_rates)
-    causal = check_flag("causal", causal)
-    scale = resolve_scale(scale, shapes.head_dim)
-    rope = check_dilated_rope(rope, q, patterns)
+    checked = check_dilated_args(q, k, v, segment_lengths, dilation_rates, causal, scale, rope)
+    shapes, patterns, causal, scale, rope = (
+        checked.shapes, checked.patterns, checked.causal, checked.scale, checked.rope
+    )
     check_triton_inputs(q)
     check_block("block_m", block_m)
     check_block("block_n", block_n)
@@ -168,7 +167,7 @@ def dilated_attention_triton(
     if merge not in ("fused", "separate"):
         raise ValueError(f"merge must be 'fused' or 'separate', got {merge!r}")
 
-    batch, seq, heads, dim = q.shape
+    batch, seq, heads, _ = q.shape
     if merge == "fused":
         # One pattern writes its result straight out; several accumulate in fp32 between launches.
         out = torch.zeros_like(q, dtype=q.dtype if len(patterns) == 1 else torch.float32)

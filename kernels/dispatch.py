@@ -15,7 +15,7 @@ import torch
 
 from kernels import reference
 from kernels.rope import RoPE
-from kernels.validation import check_backend, check_qkv
+from kernels.validation import check_attend_args, check_backend, check_dilated_args
 
 try:
     from kernels.decode import attend_triton
@@ -53,7 +53,7 @@ def dilated_attention(
     ``rope`` (a ``kernels.RoPE``) rotates the pre-RoPE q and k inside the kernel, at true or
     compressed positions. ``scale`` defaults to ``1/sqrt(dim)``.
     """
-    check_qkv(q, k, v, same_length=True)
+    check_dilated_args(q, k, v, segment_lengths, dilation_rates, causal, scale, rope)
     kwargs = dict(segment_lengths=segment_lengths, dilation_rates=dilation_rates, causal=causal, scale=scale, rope=rope)
     if _use_triton(q, backend):
         return dilated_attention_triton(q, k, v, **kwargs)
@@ -79,7 +79,7 @@ def attend(
     ``rope`` must use mode ``"true"``: key j is at position ``rope.offset + j``. Merge the result
     with other attention through ``kernels.merge_attention``.
     """
-    check_qkv(q, k, v, same_length=False)
+    check_attend_args(q, k, v, causal_offset, causal, scale, rope)
     kwargs = dict(causal_offset=causal_offset, causal=causal, scale=scale, rope=rope)
     if _use_triton(q, backend):
         return attend_triton(q, k, v, **kwargs)

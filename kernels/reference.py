@@ -26,15 +26,7 @@ import torch
 
 from kernels.merge import merge_attention
 from kernels.rope import RoPE, apply_rope
-from kernels.validation import (
-    check_attend_rope,
-    check_causal_offset,
-    check_dilated_rope,
-    check_flag,
-    check_patterns,
-    check_qkv,
-    resolve_scale,
-)
+from kernels.validation import check_attend_args, check_dilated_args
 
 # Upper bound on the bytes of one chunk's fp32 score matrix; keeps 1M-token calls within memory.
 SCORE_BUDGET_BYTES = 256 * 2**20
@@ -52,11 +44,10 @@ def dilated_attention(
     rope: RoPE | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixture of dilated attention patterns; returns ``(out, lse)``, see the module docstring."""
-    shapes = check_qkv(q, k, v, same_length=True)
-    patterns = check_patterns(segment_lengths, dilation_rates)
-    causal = check_flag("causal", causal)
-    scale = resolve_scale(scale, shapes.head_dim)
-    rope = check_dilated_rope(rope, q, patterns)
+    checked = check_dilated_args(q, k, v, segment_lengths, dilation_rates, causal, scale, rope)
+    shapes, patterns, causal, scale, rope = (
+        checked.shapes, checked.patterns, checked.causal, checked.scale, checked.rope
+    )
 
     qf, kf, vf = q.float(), _expand_kv(k, shapes.group), _expand_kv(v, shapes.group)
     if rope is not None and rope.mode == "true":
@@ -64,8 +55,10 @@ def dilated_attention(
         qf = apply_rope(qf, rope.cos, rope.sin, positions)
         kf = apply_rope(kf, rope.cos, rope.sin, positions)
     compressed = rope if rope is not None and rope.mode == "compressed" else None
-    parts = [_one_pattern(qf, kf, vf, w, r, causal, scale, compressed) for w, r in patterns]
-    out, lse = merge_attention(parts)
+    # Merging pattern by pattern keeps two full-size outputs alive instead of one per pattern.
+    out, lse = _one_pattern(qf, kf, vf, *patterns[0], causal, scale, compressed)
+    for w, r in patterns[1:]:
+        out, lse = merge_attention([(out, lse), _one_pattern(qf, kf, vf, w, r, causal, scale, compressed)])
     return out.to(q.dtype), lse
 
 
@@ -85,11 +78,8 @@ def attend(
     ``0 .. causal_offset + i``. With ``rope`` (mode ``"true"`` only) key ``j`` is at position
     ``rope.offset + j`` and query ``i`` at ``rope.offset + causal_offset + i``.
     """
-    shapes = check_qkv(q, k, v, same_length=False)
-    causal_offset = check_causal_offset(causal_offset)
-    causal = check_flag("causal", causal)
-    scale = resolve_scale(scale, shapes.head_dim)
-    rope = check_attend_rope(rope, q, shapes, causal_offset)
+    checked = check_attend_args(q, k, v, causal_offset, causal, scale, rope)
+    shapes, causal, scale, rope = checked.shapes, checked.causal, checked.scale, checked.rope
 
     qf, kf, vf = q.float(), _expand_kv(k, shapes.group), _expand_kv(v, shapes.group)
     q_index = causal_offset + torch.arange(shapes.q_len, device=q.device)

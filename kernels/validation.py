@@ -170,3 +170,68 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
+
+
+@dataclass(frozen=True)
+class DilatedArgs:
+    """Everything ``dilated_attention`` takes besides the tensors, checked."""
+
+    shapes: Shapes
+    patterns: tuple[tuple[int, int], ...]
+    causal: bool
+    scale: float
+    rope: RoPE | None
+
+
+def check_dilated_args(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    segment_lengths: Sequence[int],
+    dilation_rates: Sequence[int],
+    causal: bool,
+    scale: float | None,
+    rope: RoPE | None,
+) -> DilatedArgs:
+    """All of ``dilated_attention``'s checks, in one order for every backend and device."""
+    shapes = check_qkv(q, k, v, same_length=True)
+    patterns = check_patterns(segment_lengths, dilation_rates)
+    return DilatedArgs(
+        shapes=shapes,
+        patterns=patterns,
+        causal=check_flag("causal", causal),
+        scale=resolve_scale(scale, shapes.head_dim),
+        rope=check_dilated_rope(rope, q, patterns),
+    )
+
+
+@dataclass(frozen=True)
+class AttendArgs:
+    """Everything ``attend`` takes besides the tensors, checked."""
+
+    shapes: Shapes
+    causal_offset: int
+    causal: bool
+    scale: float
+    rope: RoPE | None
+
+
+def check_attend_args(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal_offset: int,
+    causal: bool,
+    scale: float | None,
+    rope: RoPE | None,
+) -> AttendArgs:
+    """All of ``attend``'s checks, in one order for every backend and device."""
+    shapes = check_qkv(q, k, v, same_length=False)
+    causal_offset = check_causal_offset(causal_offset)
+    return AttendArgs(
+        shapes=shapes,
+        causal_offset=causal_offset,
+        causal=check_flag("causal", causal),
+        scale=resolve_scale(scale, shapes.head_dim),
+        rope=check_attend_rope(rope, q, shapes, causal_offset),
+    )

@@ -26,22 +26,22 @@ class Case:
     rope_offset: int
     seed: int
 
-    def tensors(self, dtype=torch.float32):
+    def tensors(self, dtype=torch.float32, device="cpu"):
         gen = torch.Generator().manual_seed(self.seed)
         q = torch.randn(self.batch, self.seq, self.heads, self.dim, generator=gen).to(dtype)
         k = torch.randn(self.batch, self.seq, self.kv_heads, self.dim, generator=gen).to(dtype)
         v = torch.randn(self.batch, self.seq, self.kv_heads, self.dim, generator=gen).to(dtype)
-        return q, k, v
+        return q.to(device), k.to(device), v.to(device)
 
     def tables(self):
         """fp64 Llama tables long enough for true positions (and so for compressed ones)."""
         return llama_tables(self.rope_offset + self.seq, self.dim)
 
-    def rope(self) -> RoPE | None:
+    def rope(self, device="cpu") -> RoPE | None:
         if self.rope_mode is None:
             return None
         cos, sin = self.tables()
-        return RoPE(cos.float(), sin.float(), mode=self.rope_mode, offset=self.rope_offset)
+        return RoPE(cos.float().to(device), sin.float().to(device), mode=self.rope_mode, offset=self.rope_offset)
 
     def oracle_rope(self):
         if self.rope_mode is None:
@@ -49,12 +49,12 @@ class Case:
         cos, sin = self.tables()
         return cos, sin, self.rope_mode, self.rope_offset
 
-    def kwargs(self) -> dict:
+    def kwargs(self, device="cpu") -> dict:
         return dict(
             segment_lengths=list(self.segment_lengths),
             dilation_rates=list(self.dilation_rates),
             causal=self.causal,
-            rope=self.rope(),
+            rope=self.rope(device),
         )
 
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import kernels.reference as reference
 from dilated_oracle import dense, llama_tables
+from kernel_device import KERNEL_DEVICE
 from kernels.merge import merge_attention
 from kernels.rope import RoPE
 from kernels.decode import attend_triton
@@ -60,8 +61,9 @@ def test_attention_over_memory_and_context_merges_into_attention_over_both():
 def test_key_splits_that_hold_only_future_keys_drop_out_of_the_merge():
     """Row 0 at key 10 sees keys 0..10: three of the four 50-key splits see nothing."""
     q, k, v = inputs(1, 1, 2, 1, 200, 64, seed=3)
-    out, lse = attend_triton(q, k, v, causal_offset=10, num_splits=4, block_n=16)
+    out, lse = attend_triton(*(t.to(KERNEL_DEVICE) for t in (q, k, v)), causal_offset=10, num_splits=4, block_n=16)
     want_out, want_lse = dense(q, k, v, 10)
+    out, lse = out.cpu(), lse.cpu()
     torch.testing.assert_close(out.double(), want_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lse.double(), want_lse, atol=1e-5, rtol=1e-5)
 
@@ -81,12 +83,12 @@ def test_key_splits_that_hold_only_future_keys_drop_out_of_the_merge():
     seed=st.integers(0, 2**16),
 )
 def test_kernel_matches_reference(rows, kv_heads, ratio, keys, dim, offset_fraction, causal, use_rope, splits, block_n, seed):
-    q, k, v = inputs(1, rows, kv_heads * ratio, kv_heads, keys, dim, seed)
+    q, k, v = inputs(1, rows, kv_heads * ratio, kv_heads, keys, dim, seed, device=KERNEL_DEVICE)
     causal_offset = int(offset_fraction * keys)
     rope = None
     if use_rope:
         cos, sin = llama_tables(3 + keys + rows, dim)
-        rope = RoPE(cos.float(), sin.float(), offset=3)
+        rope = RoPE(cos.float().to(KERNEL_DEVICE), sin.float().to(KERNEL_DEVICE), offset=3)
     want_out, want_lse = reference.attend(q, k, v, causal_offset=causal_offset, causal=causal, rope=rope)
     out, lse = attend_triton(q, k, v, causal_offset=causal_offset, causal=causal, rope=rope, num_splits=splits, block_n=block_n)
     assert out.shape == q.shape and lse.shape == (1, kv_heads * ratio, rows)
@@ -96,7 +98,7 @@ def test_kernel_matches_reference(rows, kv_heads, ratio, keys, dim, offset_fract
 
 def test_many_query_rows_span_several_row_tiles():
     """40 rows x 4 heads per KV head is 160 tile rows: three tiles of 64."""
-    q, k, v = inputs(2, 40, 8, 2, 100, 64, seed=4)
+    q, k, v = inputs(2, 40, 8, 2, 100, 64, seed=4, device=KERNEL_DEVICE)
     want_out, want_lse = reference.attend(q, k, v, causal_offset=60)
     out, lse = attend_triton(q, k, v, causal_offset=60, num_splits=2)
     torch.testing.assert_close(out, want_out, atol=1e-4, rtol=1e-4)
@@ -105,7 +107,7 @@ def test_many_query_rows_span_several_row_tiles():
 
 @pytest.mark.parametrize("kwargs, name", [(dict(num_splits=0), "num_splits"), (dict(block_n=48), "block_n")])
 def test_bad_kernel_options_are_refused_by_name(kwargs, name):
-    q = torch.randn(1, 1, 1, 64)
+    q = torch.randn(1, 1, 1, 64, device=KERNEL_DEVICE)
     with pytest.raises(ValueError, match=name):
         attend_triton(q, q, q, causal_offset=0, **kwargs)
 

@@ -1,8 +1,8 @@
 """The fused Triton kernel against the PyTorch reference.
 
-Without a GPU these run under Triton's interpreter (conftest sets TRITON_INTERPRET=1), in fp32
-and fp16: the interpreter cannot compute bfloat16 (triton-lang/triton#11584), so bf16 is checked
-only on a GPU.
+On a GPU these run the compiled kernel; without one they run under Triton's interpreter
+(conftest sets TRITON_INTERPRET=1), in fp32 and fp16: the interpreter cannot compute bfloat16
+(triton-lang/triton#11584), so bf16 is checked only on a GPU.
 """
 
 import pytest
@@ -11,17 +11,15 @@ from hypothesis import HealthCheck, given, settings
 
 import kernels.reference as reference
 from dilated_cases import Case, cases
+from kernel_device import KERNEL_DEVICE
 from kernels.dilated_attention import dilated_attention_triton
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 and long sequences)")
 
 
-def check_against_reference(case: Case, dtype=torch.float32, tol=1e-4, device="cpu", **kernel_kwargs):
-    q, k, v = (t.to(device) for t in case.tensors(dtype))
-    kwargs = case.kwargs()
-    if kwargs["rope"] is not None:
-        rope = kwargs["rope"]
-        kwargs["rope"] = type(rope)(rope.cos.to(device), rope.sin.to(device), rope.mode, rope.offset)
+def check_against_reference(case: Case, dtype=torch.float32, tol=1e-4, device=KERNEL_DEVICE, **kernel_kwargs):
+    q, k, v = case.tensors(dtype, device)
+    kwargs = case.kwargs(device)
     want_out, want_lse = reference.dilated_attention(q.float(), k.float(), v.float(), **kwargs)
     out, lse = dilated_attention_triton(q, k, v, **kwargs, **kernel_kwargs)
     assert out.shape == q.shape and out.dtype == dtype
@@ -66,13 +64,13 @@ def test_fp16_inputs_match_the_fp32_reference():
 def test_strided_inputs_are_read_through_their_strides():
     """q and k/v as non-contiguous views (every other head, a transposed layout)."""
     case = Case(1, 70, 4, 2, 64, (32,), (2,), True, "true", 0, 18)
-    q, k, v = case.tensors()
+    q, k, v = case.tensors(device=KERNEL_DEVICE)
     q_wide = torch.stack((q, torch.full_like(q, 9.0)), dim=3).flatten(2, 3)  # heads interleaved with junk
     q_view = q_wide[:, :, ::2]
     k_view = k.transpose(1, 2).contiguous().transpose(1, 2)
     assert not q_view.is_contiguous() and not k_view.is_contiguous()
-    out, lse = dilated_attention_triton(q_view, k_view, v, **case.kwargs())
-    want_out, want_lse = reference.dilated_attention(q, k, v, **case.kwargs())
+    out, lse = dilated_attention_triton(q_view, k_view, v, **case.kwargs(KERNEL_DEVICE))
+    want_out, want_lse = reference.dilated_attention(q, k, v, **case.kwargs(KERNEL_DEVICE))
     torch.testing.assert_close(out, want_out, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(lse, want_lse, atol=1e-4, rtol=1e-4)
 
@@ -87,7 +85,7 @@ def test_strided_inputs_are_read_through_their_strides():
     ],
 )
 def test_bad_kernel_options_are_refused_by_name(kwargs, name):
-    q = torch.randn(1, 8, 1, 64)
+    q = torch.randn(1, 8, 1, 64, device=KERNEL_DEVICE)
     with pytest.raises(ValueError, match=name):
         dilated_attention_triton(q, q, q, segment_lengths=[4], dilation_rates=[1], **kwargs)
 

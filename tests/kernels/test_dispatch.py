@@ -7,6 +7,7 @@ import kernels
 import kernels.dispatch as dispatch
 import kernels.triton_launch as triton_launch
 from dilated_oracle import dilated
+from kernel_device import KERNEL_DEVICE
 
 PATTERNS = dict(segment_lengths=[16, 32], dilation_rates=[1, 2])
 
@@ -37,11 +38,12 @@ def test_cpu_tensors_go_to_the_reference(monkeypatch, backend):
     assert reference_calls == ["dilated_attention"] and kernel_calls == []
 
 
-def test_triton_backend_runs_the_kernel_under_the_interpreter(monkeypatch):
+def test_triton_backend_runs_the_kernel(monkeypatch):
     reference_calls = record_calls(monkeypatch, dispatch.reference, "dilated_attention")
     kernel_calls = record_calls(monkeypatch, dispatch, "dilated_attention_triton")
     q, k, v = inputs()
-    out, lse = kernels.dilated_attention(q, k, v, **PATTERNS, backend="triton")
+    out, lse = kernels.dilated_attention(*(t.to(KERNEL_DEVICE) for t in (q, k, v)), **PATTERNS, backend="triton")
+    out, lse = out.cpu(), lse.cpu()
     assert kernel_calls == ["dilated_attention_triton"] and reference_calls == []
     want_out, want_lse = dilated(q, k, v, **PATTERNS)
     torch.testing.assert_close(out.double(), want_out, atol=1e-4, rtol=1e-4)
@@ -52,10 +54,10 @@ def test_attend_dispatches_the_same_way(monkeypatch):
     reference_calls = record_calls(monkeypatch, dispatch.reference, "attend")
     kernel_calls = record_calls(monkeypatch, dispatch, "attend_triton")
     q, k, v = inputs()
-    auto = kernels.attend(q[:, :2], k, v, causal_offset=38)
-    forced = kernels.attend(q[:, :2], k, v, causal_offset=38, backend="triton")
+    on_cpu = kernels.attend(q[:, :2], k, v, causal_offset=38)
+    forced = kernels.attend(*(t.to(KERNEL_DEVICE) for t in (q[:, :2], k, v)), causal_offset=38, backend="triton")
     assert reference_calls == ["attend"] and kernel_calls == ["attend_triton"]
-    torch.testing.assert_close(forced, auto, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(tuple(t.cpu() for t in forced), on_cpu, atol=1e-4, rtol=1e-4)
 
 
 def test_triton_backend_on_cpu_without_the_interpreter_is_refused(monkeypatch):
