@@ -98,8 +98,8 @@ def test_answer_uses_the_fact(notes_store, runtime):
 
 
 def test_passkey_at_4k_passes_through_ingest_and_engine(runtime):
-    results = run_passkey(runtime, [4096], trials=2, baseline_limit=0)
-    assert [r.passed for r in results] == [True, True], [r.answer for r in results]
+    results = run_passkey(runtime, [4096], trials=1, baseline_limit=0)
+    assert results[0].passed, results[0].answer
 
 
 def test_question_on_an_empty_store_is_refused(tmp_path, runtime):
@@ -148,7 +148,7 @@ def states_of(root: Path) -> dict[int, np.ndarray]:
 
 def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_path, runtime, default_model_path):
     corpus = tmp_path / "corpus"
-    write_corpus(corpus, filler_paragraphs=120)
+    write_corpus(corpus, filler_paragraphs=60)
     reference = tmp_path / "reference"
     build_store(reference, corpus, runtime)
     expected = states_of(reference)
