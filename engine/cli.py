@@ -53,15 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--follow-outside", action="store_true",
                         help="follow symbolic links that lead outside the given paths")
     ingest.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    ingest.add_argument("--no-process", action="store_true",
+                        help="only add the files to the catalog; the model reads them at the next ingest")
 
     ask = sub.add_parser("ask", parents=[common], help="ask a question of the whole corpus")
     ask.add_argument("question")
-    ask.add_argument("--json", action="store_true")
+    ask.add_argument("--json", action="store_true", help="print one JSON object: answer, citations, timings")
+    ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
+    ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
 
     sub.add_parser("chat", parents=[common], help="start the web chat")
 
     selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")
     selftest.add_argument("test", choices=["passkey"])
+    selftest.add_argument("--lengths", default="4k", help="haystack lengths, e.g. 4k,32k,256k,1M (default 4k)")
+    selftest.add_argument("--trials", type=int, default=5, help="trials per length (default 5)")
+    selftest.add_argument("--seed", type=int, default=0)
+    selftest.add_argument("--json", action="store_true")
 
     status = sub.add_parser("status", parents=[common], help="what the store holds")
     status.add_argument("--json", action="store_true")
@@ -70,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose issue has not landed yet; they say so and exit non-zero, never inventing output.
 NOT_YET = {
-    "ask": "answering questions arrives with the engine (issue 5: streaming states, retrieval, citations)",
     "chat": "the web chat arrives with issue 6",
-    "selftest": "the passkey self-test arrives with the engine (issue 5)",
 }
 
 

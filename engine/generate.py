@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from engine.model import KVCache, Llama
+from engine.model import Llama
 from engine.tokenizer import ChatTokenizer
 
 
@@ -29,10 +29,11 @@ def chat_prompt_ids(tokenizer: ChatTokenizer, prompt: str, system: str | None = 
 def greedy_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
     """Token ids chosen greedily one at a time, stopping at a stop id (not yielded) or the budget."""
     device = model.embed.weight.device
-    cache = KVCache.empty(model.config, 1, len(prompt_ids) + max_new_tokens, device, model.embed.weight.dtype)
-    tokens = torch.tensor([prompt_ids], device=device)
+    attention = model.cached_attention(1, len(prompt_ids) + max_new_tokens)
+    tokens, start = torch.tensor([prompt_ids], device=device), 0
     for _ in range(max_new_tokens):
-        logits = model.logits(model.hidden_states(tokens, cache)[:, -1])
+        logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1])
+        start += tokens.shape[1]
         chosen = int(logits.argmax(-1))
         if chosen in stop_ids:
             return

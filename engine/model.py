@@ -2,7 +2,8 @@
 
 Covers Llama, SmolLM, Mistral and Qwen2-style models (q/k/v bias). The attention call is pluggable —
 the engine swaps in dilated attention and attention over retrieved memory — so the layer hands it
-q, k and v in the kernels' layout, (batch, seq, heads, dim), after RoPE.
+q, k and v in the kernels' layout, (batch, seq, heads, dim), before RoPE, with their first position:
+each attention decides which positions RoPE gives (true, or compressed inside a dilated pattern).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from engine.weights import ModelConfig
 
 
 class Attention(Protocol):
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int) -> torch.Tensor:
-        """q (B, Tq, H, D) for the last Tq positions of k, v (B, Tk, KVH, D); returns (B, Tq, H, D)."""
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int, start: int) -> torch.Tensor:
+        """q (B, T, H, D), k and v (B, T, KVH, D) for positions start..start+T, q and k before RoPE;
+        returns (B, T, H, D). The attention decides which positions RoPE gives and what else is attended."""
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int) -> torch.Tensor:
-    """Plain causal softmax attention (SDPA) with the queries aligned to the end of the keys."""
+def sdpa_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal softmax attention (SDPA, after RoPE) with the queries aligned to the end of the keys."""
     groups = q.shape[2] // k.shape[2]
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))
     if groups > 1:
@@ -39,6 +41,18 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer
     return out.transpose(1, 2)
 
 
+@dataclass
+class FullCausalAttention:
+    """The model's own attention: true positions, every earlier token of the call visible."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    def __call__(self, q, k, v, *, layer: int, start: int) -> torch.Tensor:
+        cos, sin = self.cos[start:start + q.shape[1]], self.sin[start:start + q.shape[1]]
+        return sdpa_causal(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
+
+
 def rope_tables(config: ModelConfig, positions: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (positions, head_dim) in the rotate-half convention (halves, not pairs)."""
     dim = config.head_dim
@@ -52,7 +66,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """x (B, T, H, D) rotated by the tables' rows for its T positions, cos/sin (T, D)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+    return (x * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -72,7 +86,6 @@ class KVCache:
 
     k: list[torch.Tensor]
     v: list[torch.Tensor]
-    length: int = 0
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, capacity: int, device, dtype) -> "KVCache":
@@ -83,6 +96,24 @@ class KVCache:
     @property
     def capacity(self) -> int:
         return self.k[0].shape[1]
+
+
+@dataclass
+class CachedCausalAttention:
+    """Causal attention that keeps every call's keys and values, for token-by-token generation."""
+
+    cache: KVCache
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    def __call__(self, q, k, v, *, layer: int, start: int) -> torch.Tensor:
+        end = start + q.shape[1]
+        if end > self.cache.capacity:
+            raise ValueError(f"start: {end} positions exceed the cache's capacity of {self.cache.capacity}")
+        cos, sin = self.cos[start:end], self.sin[start:end]
+        self.cache.k[layer][:, start:end] = apply_rope(k, cos, sin)
+        self.cache.v[layer][:, start:end] = v
+        return sdpa_causal(apply_rope(q, cos, sin), self.cache.k[layer][:, :end], self.cache.v[layer][:, :end])
 
 
 class Block(nn.Module):
@@ -100,18 +131,13 @@ class Block(nn.Module):
         self.up = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, attention: Attention, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention: Attention, start: int) -> torch.Tensor:
         batch, length, _ = x.shape
         h = self.attn_norm(x)
-        q = apply_rope(self.q(h).view(batch, length, self.heads, self.head_dim), cos, sin)
-        k = apply_rope(self.k(h).view(batch, length, self.kv_heads, self.head_dim), cos, sin)
+        q = self.q(h).view(batch, length, self.heads, self.head_dim)
+        k = self.k(h).view(batch, length, self.kv_heads, self.head_dim)
         v = self.v(h).view(batch, length, self.kv_heads, self.head_dim)
-        if cache is not None:
-            start = cache.length
-            cache.k[self.index][:, start:start + length] = k
-            cache.v[self.index][:, start:start + length] = v
-            k, v = cache.k[self.index][:, :start + length], cache.v[self.index][:, :start + length]
-        attended = attention(q, k, v, layer=self.index)
+        attended = attention(q, k, v, layer=self.index, start=start)
         x = x + self.o(attended.reshape(batch, length, -1))
         h = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -128,35 +154,34 @@ class Llama(nn.Module):
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def rope(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin tables covering at least `positions`, grown on demand and kept on the model's device."""
+        """fp32 cos/sin tables covering at least `positions`, grown on demand, on the model's device.
+
+        fp32 whatever the model's dtype: in bf16 the angles of far positions would lose their digits."""
         if self._rope is None or self._rope[0].shape[0] < positions:
             size = max(positions, self.config.trained_context)
-            self._rope = rope_tables(self.config, size, device=self.embed.weight.device, dtype=self.embed.weight.dtype)
+            self._rope = rope_tables(self.config, size, device=self.embed.weight.device)
         return self._rope
 
-    def hidden_states(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                      attention: Attention = causal_attention) -> torch.Tensor:
-        """Final-norm hidden states for `tokens` (B, T), continuing `cache` if given (it is advanced)."""
-        start = cache.length if cache is not None else 0
-        end = start + tokens.shape[1]
-        if cache is not None and end > cache.capacity:
-            raise ValueError(f"tokens: {end} positions exceed the cache's capacity of {cache.capacity}")
-        cos, sin = self.rope(end)
-        cos, sin = cos[start:end], sin[start:end]
+    def cached_attention(self, batch: int, capacity: int) -> CachedCausalAttention:
+        weight = self.embed.weight
+        cache = KVCache.empty(self.config, batch, capacity, weight.device, weight.dtype)
+        return CachedCausalAttention(cache, *self.rope(capacity))
+
+    def hidden_states(self, tokens: torch.Tensor, attention: Attention | None = None, start: int = 0) -> torch.Tensor:
+        """Final-norm hidden states for `tokens` (B, T) at positions start..start+T."""
+        if attention is None:
+            attention = FullCausalAttention(*self.rope(start + tokens.shape[1]))
         x = self.embed(tokens)
         for block in self.layers:
-            x = block(x, cos, sin, attention, cache)
-        if cache is not None:
-            cache.length = end
+            x = block(x, attention, start)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(hidden, weight).float()
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                attention: Attention = causal_attention) -> torch.Tensor:
-        return self.logits(self.hidden_states(tokens, cache, attention))
+    def forward(self, tokens: torch.Tensor, attention: Attention | None = None, start: int = 0) -> torch.Tensor:
+        return self.logits(self.hidden_states(tokens, attention, start))
 
 
 def build_model(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device,
@@ -165,4 +190,4 @@ def build_model(config: ModelConfig, weights: dict[str, torch.Tensor], device: t
     with torch.device("meta"):
         model = Llama(config)
     model.load_state_dict(weights, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

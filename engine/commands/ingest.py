@@ -19,6 +19,7 @@ from rich.table import Table
 
 from engine.errors import UsageError
 from engine.model_files import resolve_model_path
+from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.pipeline import IngestOptions, RunSummary, ingest
 from ingest.sources import WalkOptions
@@ -48,15 +49,41 @@ def run(args: argparse.Namespace) -> int:
         return sequence_tokenizer(chat.backend, chat.fingerprint)
 
     try:
-        with Store.open(args.store, write=True) as store, _Display(console) as display:
-            summary = ingest(store, args.paths, tokenizer, options, display, _model_key(model_path))
+        with Store.open(args.store, write=True) as store:
+            with _Display(console) as display:
+                summary = ingest(store, args.paths, tokenizer, options, display, _model_key(model_path))
+            if not args.json:
+                _print_summary(Console(), summary, args.store)
+            processed = None if args.no_process else _process(store, args.model, args.device, console)
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
-        print(json.dumps(summary.as_dict()))
-    else:
-        _print_summary(Console(), summary, args.store)
+        print(json.dumps(summary.as_dict() | {"processed": processed and processed.__dict__}))
+    elif processed is not None:
+        Console().print(f"engine: read {processed.tokens:,} new tokens in {processed.segments} segment(s), "
+                        f"{processed.seconds:.1f} s ({processed.tokens_per_second:,.0f} tokens/s)")
     return 0
+
+
+def _process(store: Store, model: str | None, device: str | None, console: Console):
+    """The engine's pass over what is new: the model reads it and the segment states are written."""
+    from engine.api import EngineStore  # imports torch: only when the model must read
+    from engine.runtime import load_runtime
+
+    if not catalog.unprocessed_ranges(store.db):
+        return None
+    memory = EngineStore(store, load_runtime(model, device))
+    columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("engine", total=None, rate="")
+        started = time.perf_counter()
+
+        def advance(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-6)
+            progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} tok/s")
+
+        return memory.process(advance)
 
 
 def _model_key(model_path: Path) -> str:

@@ -88,7 +88,7 @@ def test_empty_prompt_is_refused(tiny_gguf):
 
 
 def test_unavailable_subcommand_says_so_and_prints_nothing_made_up(tmp_path):
-    result = run_engine("ask", "what is in my notes?", "--store", str(tmp_path / "store"))
+    result = run_engine("chat", "--store", str(tmp_path / "store"))
     assert result.returncode == 2
     assert result.stdout == "" and "not available yet" in result.stderr
 

@@ -1,0 +1,95 @@
+"""The engine's public API, for the CLI and the app: open a store, bring it up to date, ask it questions.
+
+    store = engine.open_store("~/corpus-store")
+    for kind, value in store.ask("Where is the spare key?"):
+        ...   # ("token", str) while the answer streams, then ("answer", engine.answer.Answer)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from engine.answer import Answer, answer_stream, excerpts_for_blocks
+from engine.calibration import calibration_for
+from engine.errors import UsageError
+from engine.memory import EngineConfig, ProcessReport, config_for_store, load_config, process_store
+from engine.retrieval import KeyIndex, retrieve
+from engine.runtime import Runtime, load_runtime
+from ingest import catalog
+from ingest.catalog import StoreError
+from ingest.store import Store
+
+MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
+
+
+class EngineStore:
+    """An open store with its model: `process()` reads what is new, `ask()` answers from everything read."""
+
+    def __init__(self, store: Store, runtime: Runtime):
+        self.store, self.runtime = store, runtime
+        try:
+            catalog.check_tokenizer(store.db, runtime.tokenizer.fingerprint)
+        except StoreError as error:
+            raise UsageError(str(error)) from error
+        self.config: EngineConfig | None = load_config(store.db)
+        if self.config is not None and self.config.model_digest != runtime.digest:
+            raise UsageError(f"{store.root} was processed by another model (digest {self.config.model_digest[:12]}…); "
+                             f"pass that model with --model, or use another --store")
+        self._index: KeyIndex | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def process(self, progress: Callable[[int, int], None] | None = None) -> ProcessReport:
+        self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
+        report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
+        self._index = None
+        return report
+
+    def index(self) -> KeyIndex:
+        if self._index is None:
+            self._index = KeyIndex.build(self.root, self.store.db, self.config)
+        return self._index
+
+    def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128,
+            lexical: bool = True) -> Iterator[tuple[str, object]]:
+        if not question.strip():
+            raise UsageError("the question is empty")
+        if self.config is None or self.index().tokens == 0:
+            raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
+                             f"run `engine ingest PATH` first")
+        started = time.perf_counter()
+        blocks = retrieve(self.runtime, self.config, self.index(), self.store.db, question, top_k, lexical)
+        retrieved = time.perf_counter() - started
+        excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
+                                       MAX_CONTEXT_TOKENS)
+        for kind, value in answer_stream(self.runtime, self.root, excerpts, question, max_new_tokens, started):
+            if isinstance(value, Answer):
+                value.timings["retrieve_s"] = retrieved
+            yield kind, value
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "EngineStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_store(path: str | Path, model: str | None = None, device: str | None = None, write: bool = False,
+               runtime: Runtime | None = None) -> EngineStore:
+    """The store at `path` with its model loaded (`runtime` reuses one already loaded)."""
+    try:
+        store = Store.open(Path(path).expanduser(), write=write)
+    except StoreError as error:
+        raise UsageError(str(error)) from error
+    try:
+        return EngineStore(store, runtime or load_runtime(model, device))
+    except BaseException:
+        store.close()
+        raise

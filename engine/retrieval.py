@@ -1,0 +1,129 @@
+"""Finding the blocks a question needs: the model's own retrieval heads (MaxSim over stored keys, through
+faiss) fused with the catalog's full-text search.
+
+For each retrieval head the question's own tokens are encoded by the model; each token's query (unit
+length) searches that head's stored keys; a block's score is the sum over question tokens of the best
+match inside the block (MaxSim, as in ColBERT: a block absent from a token's candidates counts 0).
+Heads are summed. The lexical path ranks spans by BM25 (SQLite FTS5); both rankings are fused by
+reciprocal rank, which needs no score calibration between them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.attention import QueryRecorder
+from engine.memory import EngineConfig, read_state
+from engine.runtime import Runtime
+from ingest import catalog
+
+CANDIDATES_PER_TOKEN = 256
+RRF_K = 60
+STOPWORDS = set("a an and are as at be by did do does for from had has have how i in is it its my of on or that "
+                "the their there this to was were what when where which who why will with you your me we our".split())
+
+
+@dataclass
+class KeyIndex:
+    """One faiss inner-product index per retrieval head over every stored token key."""
+
+    indexes: list[faiss.Index]
+    positions: np.ndarray  # row -> token position in the sequence
+
+    @classmethod
+    def build(cls, root: Path, db, config: EngineConfig) -> "KeyIndex":
+        starts = [row[0] for row in db.execute("SELECT token_start FROM segments ORDER BY token_start")]
+        dim = len(config.key_means[0])
+        indexes = [faiss.IndexFlatIP(dim) for _ in config.heads]
+        positions = []
+        for start in starts:
+            begin, end, keys = read_state(root, start)
+            unit = keys.astype(np.float32) / 127.0
+            for head, index in enumerate(indexes):
+                index.add(np.ascontiguousarray(unit[:, head]))
+            positions.append(np.arange(begin, end, dtype=np.int64))
+        return cls(indexes, np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64))
+
+    @property
+    def tokens(self) -> int:
+        return len(self.positions)
+
+
+@torch.inference_mode()
+def question_queries(runtime: Runtime, config: EngineConfig, question: str) -> list[np.ndarray]:
+    """Per retrieval head, unit pre-RoPE queries (question tokens, head_dim) of the question's own tokens."""
+    tokenizer = runtime.tokenizer
+    rendered = tokenizer.render_chat([{"role": "user", "content": question}])
+    prefix = len(tokenizer.encode(rendered[:rendered.index(question)]))
+    prompt = tokenizer.encode(rendered)
+    own = len(tokenizer.encode(question))
+    deepest = max(layer for layer, _ in config.heads)
+    recorder = QueryRecorder(*runtime.model.rope(len(prompt)), {layer for layer, _ in config.heads})
+    x = runtime.model.embed(torch.tensor([prompt], device=runtime.device))
+    for block in runtime.model.layers[:deepest + 1]:
+        x = block(x, recorder, 0)
+    return [F.normalize(recorder.queries[layer][prefix:prefix + own, head].float(), dim=-1).cpu().numpy()
+            for layer, head in config.heads]
+
+
+def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> dict[int, float]:
+    scores: dict[int, float] = defaultdict(float)
+    if index.tokens == 0:
+        return scores
+    k = min(CANDIDATES_PER_TOKEN, index.tokens)
+    for head_index, head_queries in zip(index.indexes, queries):
+        similarities, rows = head_index.search(np.ascontiguousarray(head_queries), k)
+        for token_sims, token_rows in zip(similarities, rows):
+            best: dict[int, float] = {}
+            for sim, row in zip(token_sims, token_rows):
+                block = int(index.positions[row]) // block_tokens
+                if sim > best.get(block, -1.0):
+                    best[block] = float(sim)
+            for block, sim in best.items():
+                scores[block] += sim / len(head_queries)
+    return scores
+
+
+def fts_query(question: str) -> str | None:
+    """The question's content words, OR-ed, each quoted: FTS5 syntax can never be broken by user text."""
+    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and len(w) > 1]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words)) or None
+
+
+def lexical_block_ranking(db, question: str, block_tokens: int, limit: int = 20) -> list[int]:
+    query = fts_query(question)
+    if query is None:
+        return []
+    ranking: list[int] = []
+    for span in catalog.search_spans(db, query, limit):
+        for block in range(span["token_start"] // block_tokens, (span["token_end"] - 1) // block_tokens + 1):
+            if block not in ranking:
+                ranking.append(block)
+    return ranking
+
+
+def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: sum of 1/(60 + rank) over the rankings a block appears in, best first."""
+    fused: dict[int, float] = defaultdict(float)
+    for ranking in rankings:
+        for rank, block in enumerate(ranking):
+            fused[block] += 1.0 / (RRF_K + rank + 1)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+def retrieve(runtime: Runtime, config: EngineConfig, index: KeyIndex, db, question: str, top_k: int,
+             lexical: bool = True) -> list[tuple[int, float]]:
+    """The `top_k` best blocks (block number, fused score), best first."""
+    model_scores = model_block_scores(index, question_queries(runtime, config, question), config.block_tokens)
+    rankings = [sorted(model_scores, key=lambda block: -model_scores[block])[:4 * top_k]]
+    if lexical:
+        rankings.append(lexical_block_ranking(db, question, config.block_tokens))
+    return fuse(rankings)[:top_k]

@@ -1,0 +1,111 @@
+"""The passkey-retrieval self-test, in the standard protocol (Landmark Attention, LongLLaMA).
+
+A haystack of repeated filler hides one sentence with a random number at a chosen depth; the model is
+asked for the number. A trial passes when the answer contains it. The haystack here is plain text so
+it can go through the same ingest and engine path as real documents; `full_attention_answer` is the
+baseline: the same model reading the whole haystack in its context with plain causal attention.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.generate import greedy_tokens, stream_text
+from engine.runtime import Runtime
+
+TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+        "I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+QUESTION = "What is the pass key?"
+
+
+def needle(passkey: int) -> str:
+    return f"The pass key is {passkey}. Remember it. {passkey} is the pass key."
+
+
+@dataclass(frozen=True)
+class PasskeyTrial:
+    passkey: int
+    depth: float
+    haystack: str
+    tokens: int
+
+    def passes(self, answer: str) -> bool:
+        return str(self.passkey) in answer
+
+
+def make_trial(tokenizer, target_tokens: int, rng: random.Random, depth: float | None = None) -> PasskeyTrial:
+    """A haystack of about `target_tokens` tokens with the needle at `depth` (0 = start, 1 = end)."""
+    if target_tokens < 64:
+        raise ValueError(f"target_tokens: a haystack needs at least 64 tokens (got {target_tokens})")
+    passkey = rng.randint(10000, 99999)
+    depth = rng.random() if depth is None else depth
+    filler_tokens = len(tokenizer.encode(" " + FILLER))
+    fixed = len(tokenizer.encode(TASK + " " + needle(passkey)))
+    repeats = max(1, (target_tokens - fixed) // filler_tokens)
+    before = round(repeats * depth)
+    parts = [TASK] + [FILLER] * before + [needle(passkey)] + [FILLER] * (repeats - before)
+    haystack = " ".join(parts)
+    return PasskeyTrial(passkey, depth, haystack, len(tokenizer.encode(haystack)))
+
+
+def full_attention_answer(runtime: Runtime, trial: PasskeyTrial, max_new_tokens: int = 24) -> str:
+    """The baseline: haystack and question in one user turn, read with the model's own causal attention."""
+    tokenizer = runtime.tokenizer
+    prompt = tokenizer.render_chat([{"role": "user", "content": f"{trial.haystack}\n\n{QUESTION}"}])
+    prompt_ids = tokenizer.encode(prompt) + tokenizer.encode("The pass key is")
+    ids = greedy_tokens(runtime.model, prompt_ids, max_new_tokens, tokenizer.stop_ids)
+    return "".join(stream_text(tokenizer, ids))
+
+
+@dataclass
+class TrialResult:
+    length: int
+    depth: float
+    passed: bool
+    baseline_passed: bool | None
+    answer: str
+
+
+def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
+    """The haystack as a file, through the same ingest and engine path as real documents, in a fresh store."""
+    from engine.api import EngineStore
+    from ingest.pipeline import ingest
+    from ingest.store import Store
+    from ingest.tokens import sequence_tokenizer
+
+    corpus = workdir / "corpus"
+    corpus.mkdir(parents=True)
+    (corpus / "haystack.txt").write_text(trial.haystack)
+    tokenizer = runtime.tokenizer
+    with Store.open(workdir / "store", write=True) as store:
+        ingest(store, [corpus], lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
+        memory = EngineStore(store, runtime)
+        memory.process()
+        answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
+    return answer.text
+
+
+def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0,
+                baseline_limit: int | None = None, on_result=None) -> list[TrialResult]:
+    """`trials` haystacks per length at depths spread evenly; the full-attention baseline where it fits."""
+    baseline_limit = baseline_limit if baseline_limit is not None else runtime.config.trained_context
+    rng = random.Random(seed)
+    results = []
+    for length in lengths:
+        for index in range(trials):
+            depth = (index + 0.5) / trials
+            trial = make_trial(runtime.tokenizer, length, rng, depth)
+            with tempfile.TemporaryDirectory(prefix="passkey-") as workdir:
+                answer = engine_answer(runtime, trial, Path(workdir))
+            baseline = None
+            if trial.tokens + 64 <= baseline_limit:
+                baseline = trial.passes(full_attention_answer(runtime, trial))
+            result = TrialResult(length, depth, trial.passes(answer), baseline, answer)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

@@ -1,0 +1,183 @@
+"""The engine over real stores: answers cite the right file and lines, passkeys are found through the
+whole ingest + engine path, processing resumes after SIGKILL with identical states, bad stores are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlite_utils
+
+from engine.api import EngineStore, open_store
+from engine.errors import UsageError
+from engine.memory import read_state
+from engine.runtime import load_runtime
+from engine.selftest.passkey import run_passkey
+from ingest.pipeline import ingest
+from ingest.store import Store
+from ingest.tokens import sequence_tokenizer
+
+FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",
+                 "train timetables", "the water cycle", "knitting patterns", "the planets of the solar system"]
+
+
+@pytest.fixture(scope="module")
+def runtime(default_model_path):
+    return load_runtime(str(default_model_path), "cpu")
+
+
+def write_corpus(folder: Path, filler_paragraphs: int = 6) -> dict[str, tuple[str, int]]:
+    """Notes with one known fact each, at a known line, among paragraphs of unrelated text."""
+    facts = {
+        "What is the combination of the bike lock?": ("bike.md", "The combination of the bike lock is 7-2-9-5."),
+        "Who repaired the chimney?": ("house/repairs.md", "The chimney was repaired by Tomasz Wierzbicki in May."),
+        "What colour is the front door?": ("house/paint.txt", "We painted the front door a deep teal green."),
+    }
+    rng = random.Random(5)
+    where = {}
+    for question, (name, fact) in facts.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"# Notes on {name}", ""]
+        for _ in range(filler_paragraphs):
+            topic = rng.choice(FILLER_TOPICS)
+            lines += [f"Some thoughts about {topic}, written down on a quiet evening.",
+                      f"Nothing here matters much; {topic} is simply something I read about.", ""]
+        insert_at = len(lines) // 2
+        lines[insert_at:insert_at] = [fact, ""]
+        path.write_text("\n".join(lines) + "\n")
+        where[question] = (name, insert_at + 1)
+    return where
+
+
+def build_store(root: Path, corpus: Path, runtime) -> None:
+    tokenizer = runtime.tokenizer
+    with Store.open(root, write=True) as store:
+        ingest(store, [corpus], lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
+        EngineStore(store, runtime).process()
+
+
+def answer_of(store: EngineStore, question: str):
+    return next(value for kind, value in store.ask(question, max_new_tokens=32) if kind == "answer")
+
+
+@pytest.fixture(scope="module")
+def notes_store(tmp_path_factory, runtime):
+    base = tmp_path_factory.mktemp("notes")
+    where = write_corpus(base / "corpus")
+    build_store(base / "store", base / "corpus", runtime)
+    return base / "store", where
+
+
+def test_citations_point_at_the_file_and_line_of_the_fact(notes_store, runtime):
+    root, where = notes_store
+    with open_store(root, runtime=runtime) as store:
+        for question, (name, line) in where.items():
+            answer = answer_of(store, question)
+            assert answer.citations, question
+            top = answer.citations[0]
+            assert top["path"].endswith(name)
+            assert top["start_line"] <= line <= top["end_line"]
+
+
+def test_answer_uses_the_fact(notes_store, runtime):
+    root, _ = notes_store
+    with open_store(root, runtime=runtime) as store:
+        answer = answer_of(store, "What is the combination of the bike lock?")
+    assert "7-2-9-5" in answer.text
+    assert answer.grounded
+    assert set(answer.timings) >= {"retrieve_s", "first_token_s", "total_s"}
+
+
+def test_passkey_at_4k_passes_through_ingest_and_engine(runtime):
+    results = run_passkey(runtime, [4096], trials=1, baseline_limit=0)
+    assert results[0].passed, results[0].answer
+
+
+def test_question_on_an_empty_store_is_refused(tmp_path, runtime):
+    Store.open(tmp_path / "empty", write=True).close()
+    with open_store(tmp_path / "empty", runtime=runtime) as store:
+        with pytest.raises(UsageError, match="engine ingest"):
+            list(store.ask("anything?"))
+
+
+def test_missing_store_is_refused(tmp_path, runtime):
+    with pytest.raises(UsageError, match="no store"):
+        open_store(tmp_path / "nowhere", runtime=runtime)
+
+
+def test_store_from_another_model_is_refused(notes_store, runtime, tmp_path):
+    root, _ = notes_store
+    db = sqlite_utils.Database(root / "catalog.db")
+    config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'engine_config'").fetchone()[0])
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("catalog.db", "tokens.u32"):
+        (copy / name).write_bytes((root / name).read_bytes())
+    other = sqlite_utils.Database(copy / "catalog.db")
+    other["meta"].upsert({"key": "engine_config", "value": json.dumps(config | {"model_digest": "f" * 64})}, pk="key")
+    with pytest.raises(UsageError, match="another model"):
+        open_store(copy, runtime=runtime)
+
+
+def test_store_from_a_newer_engine_is_refused(notes_store, runtime, tmp_path):
+    root, _ = notes_store
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("catalog.db", "tokens.u32"):
+        (copy / name).write_bytes((root / name).read_bytes())
+    db = sqlite_utils.Database(copy / "catalog.db")
+    config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'engine_config'").fetchone()[0])
+    db["meta"].upsert({"key": "engine_config", "value": json.dumps(config | {"format": 99})}, pk="key")
+    with pytest.raises(UsageError, match="newer"):
+        open_store(copy, runtime=runtime)
+
+
+def states_of(root: Path) -> dict[int, np.ndarray]:
+    db = sqlite_utils.Database(root / "catalog.db")
+    return {start: read_state(root, start)[2] for (start,) in db.execute("SELECT token_start FROM segments")}
+
+
+def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_path, runtime, default_model_path):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, filler_paragraphs=60)
+    reference = tmp_path / "reference"
+    build_store(reference, corpus, runtime)
+    expected = states_of(reference)
+    assert len(expected) >= 3
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(killed), "--device", "cpu",
+               "--model", str(default_model_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (killed / "catalog.db").exists():
+            done = sqlite_utils.Database(killed / "catalog.db").execute("SELECT count(*) FROM segments").fetchone()[0]
+            if done >= 1:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None, "processing finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    partial = states_of(killed)
+    assert 1 <= len(partial) < len(expected)
+    with open_store(killed, runtime=runtime) as store:
+        answer = answer_of(store, "What is the combination of the bike lock?")
+    assert answer.text.strip()
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    resumed = states_of(killed)
+    assert resumed.keys() == expected.keys()
+    assert all(np.array_equal(resumed[start], expected[start]) for start in expected)
