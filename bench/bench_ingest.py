@@ -6,8 +6,8 @@ What it measures, each in a fresh process (so peak memory is that run's own):
 - a fresh ingest of the stdlib (this interpreter's `sysconfig` stdlib path, leaving out site-packages/
   and __pycache__/) into a new store: files/s, tokens/s, peak RSS. Once with the encoder ingest picks
   (tiktoken when it is installed) and once with the model's own `tokenizers` encoder only;
-- a no-change re-run through the API, and through the `engine ingest` command (interpreter start
-  included);
+- a no-change re-run through the API, and through the `engine ingest --no-process` command
+  (interpreter start included; the model's pass is the engine's bench);
 - the same fresh ingest over the stdlib without test/ (about half the tokens): peak RSS must not grow
   with the corpus;
 - beside them, the obvious alternative: the model's tokenizer alone, one `encode_batch` call over the
@@ -99,7 +99,7 @@ def measure(kind: str, store: Path, corpus: Path, tokenizer_json: Path, encoder:
 
 def cli_rerun(store: Path, corpus: Path) -> dict:
     """A no-change re-run as a user types it, interpreter start and imports included."""
-    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(store), "--json",
+    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(store), "--json", "--no-process",
                *[arg for pattern in EXCLUDES for arg in ("--exclude", pattern)]]
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO,
@@ -145,7 +145,7 @@ def main() -> None:
             reruns[encoder] = measure("ingest", store, args.corpus, tokenizer_json, encoder)
         cli_store = tmp / f"store-{encoders[0]}"
         subprocess.run([sys.executable, "-m", "engine", "ingest", str(args.corpus), "--store", str(cli_store),
-                        *[a for p in EXCLUDES for a in ("--exclude", p)], "--json"], check=True, cwd=REPO,
+                        *[a for p in EXCLUDES for a in ("--exclude", p)], "--json", "--no-process"], check=True, cwd=REPO,
                        capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # binds the model key
         cli = cli_rerun(cli_store, args.corpus)
         half = measure("ingest", tmp / "store-half", args.corpus, tokenizer_json, encoders[0], EXCLUDES + ("/test/",))

@@ -1,4 +1,8 @@
-"""`engine ingest` and `engine status` as a user meets them: the sample corpus, every broken file, bad input."""
+"""`engine ingest` and `engine status` as a user meets them: the sample corpus, every broken file, bad input.
+
+These test the front end, so they pass --no-process (the model's pass over the new tokens is the engine's,
+tested with the engine).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def engine_json(capsys, *args: str) -> dict:
 
 def test_ingest_the_sample_corpus_then_status(tmp_path, capsys, default_model_path):
     store = str(tmp_path / "store")
-    summary = engine_json(capsys, "ingest", str(DATA), "--store", store)
+    summary = engine_json(capsys, "ingest", str(DATA), "--store", store, "--no-process")
     assert summary["added"] == 8 and summary["skipped"] == {} and summary["tokens_added"] > 1000
     report = engine_json(capsys, "status", "--store", store)
     assert report["documents"] == {"code": {"ok": 1}, "markdown": {"ok": 4}, "pdf": {"ok": 1}, "rst": {"ok": 1},
@@ -35,13 +39,13 @@ def test_ingest_the_sample_corpus_then_status(tmp_path, capsys, default_model_pa
     assert report["tokens"]["sequence"] == report["tokens"]["live"] == summary["sequence_tokens"]
     assert report["unprocessed"]["tokens"] == summary["sequence_tokens"]
     assert report["size_on_disk"]["tokens"] == 4 * summary["sequence_tokens"]
-    again = engine_json(capsys, "ingest", str(DATA), "--store", store)
+    again = engine_json(capsys, "ingest", str(DATA), "--store", store, "--no-process")
     assert (again["unchanged"], again["tokens_added"], again["tokenizer"]) == (8, 0, None)
 
 
 def test_human_output_has_a_summary_table_and_a_status_table(tmp_path, capsys, default_model_path):
     store = str(tmp_path / "store")
-    assert main(["ingest", str(DATA / "notes"), "--store", store]) == 0
+    assert main(["ingest", str(DATA / "notes"), "--store", store, "--no-process"]) == 0
     out = capsys.readouterr().out
     assert "added" in out and "3" in out and "tokens appended" in out
     assert main(["status", "--store", store]) == 0
@@ -84,7 +88,7 @@ def test_every_broken_file_gets_a_recorded_reason_and_the_run_completes(tmp_path
     try:
         result = subprocess.run(
             [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(store), "--max-file-mb", "0.01",
-             "--json"], capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+             "--json", "--no-process"], capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
             preexec_fn=_without_file_permission_override)
     finally:
         (corpus / "locked").chmod(0o755)
@@ -125,9 +129,9 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, expected):
 
 def test_a_store_made_with_another_tokenizer_is_refused(tmp_path, capsys, default_model_path):
     store = tmp_path / "store"
-    assert main(["ingest", str(DATA / "todo.txt"), "--store", str(store), "--json"]) == 0
+    assert main(["ingest", str(DATA / "todo.txt"), "--store", str(store), "--json", "--no-process"]) == 0
     with sqlite3.connect(store / "catalog.db") as db:
         db.execute("UPDATE meta SET value = '00000000deadbeef' WHERE key = 'tokenizer_fingerprint'")
         db.execute("UPDATE meta SET value = 'another model' WHERE key = 'model_key'")
-    result = run_engine("ingest", str(DATA), "--store", str(store))
+    result = run_engine("ingest", str(DATA), "--store", str(store), "--no-process")
     assert result.returncode == 2 and "another tokenizer" in result.stderr and "Traceback" not in result.stderr
