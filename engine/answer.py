@@ -180,6 +180,13 @@ def citation_record(excerpt: Excerpt, text: str) -> dict:
             "score": round(excerpt.mass, 4)}
 
 
+def repeats_a_line(text: str) -> bool:
+    """Whether the last finished line says again what an earlier line said: greedy decoding of a small
+    model can loop, and the loop adds nothing."""
+    lines = [line.strip().lstrip("0123456789.-* ").strip() for line in text.split("\n")[:-1]]
+    return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]
+
+
 def answer_stream(runtime: Runtime, root: Path, excerpts: list[Excerpt], question: str,
                   max_new_tokens: int, started: float) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
@@ -198,6 +205,8 @@ def answer_stream(runtime: Runtime, root: Path, excerpts: list[Excerpt], questio
             result.timings["first_token_s"] = time.perf_counter() - started
         pieces.append(piece)
         yield "token", piece
+        if repeats_a_line("".join(pieces)):
+            break
     result.text = "".join(pieces)
     if produced and excerpts:
         result.corpus_share = attention_on_excerpts(runtime, prompt, produced, excerpts)
