@@ -19,8 +19,6 @@ from engine.api import open_store
 from engine.retrieval import lexical_block_ranking, model_block_scores, question_queries
 from engine.runtime import load_runtime
 from ingest import catalog
-from ingest.pipeline import ingest
-from ingest.tokens import sequence_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,8 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = args.store or Path(scratch) / "store"
         with open_store(root, runtime=runtime, write=True) as store:
-            tok = runtime.tokenizer
-            ingest(store.store, [ROOT / "data"], lambda: sequence_tokenizer(tok.backend, tok.fingerprint))
+            store.add([ROOT / "data"])
             store.process()
             rows = []
             for question in questions:

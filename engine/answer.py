@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from engine.attention import AttentionMass
@@ -39,9 +38,9 @@ class Excerpt:
     """One span placed in the prompt: where it is in the prompt, what it cites, where the answer looked in it."""
 
     citation: catalog.Citation
-    token_start: int  # the part of the span the retrieved blocks cover, in the sequence
-    token_end: int
-    line_start: int  # the span's line at token_start
+    ids: list[int]  # the stored tokens of the part of the span the retrieved blocks cover
+    breaks: list[int]  # newlines in each of those tokens
+    line_start: int  # the span's line at the first of them
     prompt_start: int = 0
     prompt_end: int = 0
     mass: float = 0.0
@@ -98,10 +97,10 @@ def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int
     excerpts = []
     for span, start, end in sorted(pieces.values(), key=lambda piece: piece[1]):
         tokens = read_tokens(root / "tokens.u32", span.token_start, span.token_end).tolist()
+        # newlines survive byte-level decoding of single tokens, so counting them token by token is exact
         breaks = [runtime.tokenizer.decode([token]).count("\n") for token in tokens]
         start, end = _whole_lines(breaks, start - span.token_start, end - span.token_start)
-        excerpts.append(Excerpt(span, span.token_start + start, span.token_start + end,
-                                span.line_start + sum(breaks[:start])))
+        excerpts.append(Excerpt(span, tokens[start:end], breaks[start:end], span.line_start + sum(breaks[:start])))
     return excerpts
 
 
@@ -122,7 +121,7 @@ def _label(excerpt: Excerpt) -> str:
     return f"[{excerpt.citation.paths[0]}{where}]\n"
 
 
-def build_prompt(runtime: Runtime, root: Path, excerpts: list[Excerpt], question: str) -> list[int]:
+def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str) -> list[int]:
     """Prompt token ids: the chat template around the excerpts (a label, then their own stored tokens)
     and the question; sets each excerpt's place in the prompt."""
     tokenizer = runtime.tokenizer
@@ -134,7 +133,7 @@ def build_prompt(runtime: Runtime, root: Path, excerpts: list[Excerpt], question
     for excerpt in excerpts:
         ids += tokenizer.encode(_label(excerpt))
         excerpt.prompt_start = len(ids)
-        ids += read_tokens(root / "tokens.u32", excerpt.token_start, excerpt.token_end).astype(np.int64).tolist()
+        ids += excerpt.ids
         excerpt.prompt_end = len(ids)
         ids += tokenizer.encode("\n\n")
     return ids + tokenizer.encode(after)
@@ -155,18 +154,16 @@ def attention_on_excerpts(runtime: Runtime, prompt: list[int], answer: list[int]
     mass /= float(mass.sum()) or 1.0
     for excerpt in excerpts:
         excerpt.mass = float(mass[excerpt.prompt_start:excerpt.prompt_end].sum())
-        excerpt.line_mass = _mass_by_line(runtime, prompt[excerpt.prompt_start:excerpt.prompt_end],
-                                          mass[excerpt.prompt_start:excerpt.prompt_end].tolist())
+        excerpt.line_mass = _mass_by_line(excerpt.breaks, mass[excerpt.prompt_start:excerpt.prompt_end].tolist())
     return sum(excerpt.mass for excerpt in excerpts)
 
 
-def _mass_by_line(runtime: Runtime, ids: list[int], mass: list[float]) -> list[float]:
-    """Attention mass per line of a span: a token counts for the line it starts on (newlines survive
-    byte-level decoding of single tokens, so counting them token by token is exact)."""
+def _mass_by_line(breaks: list[int], mass: list[float]) -> list[float]:
+    """Attention mass per line: a token counts for the line it starts on."""
     lines = [0.0]
-    for token, weight in zip(ids, mass):
+    for newlines, weight in zip(breaks, mass):
         lines[-1] += weight
-        lines.extend([0.0] * runtime.tokenizer.decode([token]).count("\n"))
+        lines.extend([0.0] * newlines)
     return lines
 
 
@@ -187,10 +184,10 @@ def repeats_a_line(text: str) -> bool:
     return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]
 
 
-def answer_stream(runtime: Runtime, root: Path, excerpts: list[Excerpt], question: str,
-                  max_new_tokens: int, started: float) -> Iterator[tuple[str, object]]:
+def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
+                  started: float) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
-    prompt = build_prompt(runtime, root, excerpts, question)
+    prompt = build_prompt(runtime, excerpts, question)
     result = Answer()
     produced: list[int] = []
 

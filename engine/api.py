@@ -14,12 +14,14 @@ from typing import Callable, Iterator
 from engine.answer import Answer, answer_stream, excerpts_for_blocks
 from engine.calibration import calibration_for
 from engine.errors import UsageError
-from engine.memory import EngineConfig, ProcessReport, config_for_store, load_config, process_store
+from engine.memory import EngineConfig, ProcessReport, config_for_store, load_config, process_store, require_same_model
 from engine.retrieval import KeyIndex, retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
+from ingest.pipeline import RunSummary, ingest
 from ingest.store import Store
+from ingest.tokens import sequence_tokenizer
 
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 
@@ -34,14 +36,17 @@ class EngineStore:
         except StoreError as error:
             raise UsageError(str(error)) from error
         self.config: EngineConfig | None = load_config(store.db)
-        if self.config is not None and self.config.model_digest != runtime.digest:
-            raise UsageError(f"{store.root} was processed by another model (digest {self.config.model_digest[:12]}…); "
-                             f"pass that model with --model, or use another --store")
+        require_same_model(self.config, runtime)
         self._index: KeyIndex | None = None
 
     @property
     def root(self) -> Path:
         return self.store.root
+
+    def add(self, paths: list[Path]) -> RunSummary:
+        """Ingests `paths` with this model's tokenizer (the store must be open for writing); `process()` reads them."""
+        tokenizer = self.runtime.tokenizer
+        return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
 
     def process(self, progress: Callable[[int, int], None] | None = None) -> ProcessReport:
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
@@ -66,7 +71,7 @@ class EngineStore:
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
-        for kind, value in answer_stream(self.runtime, self.root, excerpts, question, max_new_tokens, started):
+        for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started):
             if isinstance(value, Answer):
                 value.timings["retrieve_s"] = retrieved
             yield kind, value

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine.generate import question_prompt
 from engine.model_files import cache_dir
 from engine.runtime import Runtime
 
@@ -51,9 +52,6 @@ class Calibration:
     key_means: dict[int, list[list[float]]]
     tokens: int
     trials: int
-
-    def mean_key(self, layer: int, kv_head: int) -> torch.Tensor:
-        return torch.tensor(self.key_means[layer][kv_head])
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)) + "\n")
@@ -121,15 +119,12 @@ def _segment_keys(runtime: Runtime, recorder: ProjectionRecorder, ids: list[int]
 @torch.inference_mode()
 def question_queries(runtime: Runtime, recorder: ProjectionRecorder, question: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-RoPE queries (layers, tokens, heads, dim) of the question's own tokens and of the prompt's last 8."""
-    tokenizer, config = runtime.tokenizer, runtime.config
-    rendered = tokenizer.render_chat([{"role": "user", "content": question}])
-    prefix = tokenizer.encode(rendered[:rendered.index(question)])
-    prompt = tokenizer.encode(rendered)
+    config = runtime.config
+    prompt, start, own = question_prompt(runtime.tokenizer, question)
     runtime.model.hidden_states(torch.tensor([prompt], device=runtime.device))
     queries = torch.stack([recorder.queries[i].view(len(prompt), config.num_heads, config.head_dim).cpu()
                            for i in range(config.num_layers)])
-    own = len(tokenizer.encode(question))
-    return queries[:, len(prefix):len(prefix) + own], queries[:, -8:]
+    return queries[:, start:start + own], queries[:, -8:]
 
 
 def _representatives(unit_keys: torch.Tensor, block: int, pieces: int) -> torch.Tensor:

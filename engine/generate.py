@@ -25,6 +25,14 @@ def chat_prompt_ids(tokenizer: ChatTokenizer, prompt: str, system: str | None = 
     return tokenizer.encode(tokenizer.render_chat(messages, add_generation_prompt=True))
 
 
+def question_prompt(tokenizer: ChatTokenizer, question: str) -> tuple[list[int], int, int]:
+    """The chat prompt asking `question`, with where the question's own tokens start in it and how many
+    there are: retrieval scores by those tokens' queries, not by the template's."""
+    rendered = tokenizer.render_chat([{"role": "user", "content": question}])
+    start = len(tokenizer.encode(rendered[:rendered.index(question)]))
+    return tokenizer.encode(rendered), start, len(tokenizer.encode(question))
+
+
 @torch.inference_mode()
 def greedy_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
     """Token ids chosen greedily one at a time, stopping at a stop id (not yielded) or the budget."""

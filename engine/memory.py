@@ -63,11 +63,6 @@ class EngineConfig:
         means = [calibration.key_means[layer][kv] for (layer, _), kv in zip(chosen, kv_heads)]
         return cls(model_digest=runtime.digest, heads=chosen, kv_heads=kv_heads, key_means=means)
 
-    @property
-    def bytes_per_token(self) -> int:
-        """Bytes a token costs in `states/`: one int8 key of head_dim per retrieval head (plus tokens.u32's 4)."""
-        return len(self.heads) * len(self.key_means[0])
-
 
 def load_config(db) -> EngineConfig | None:
     raw = catalog.get_meta(db, "engine_config")
@@ -87,10 +82,15 @@ def config_for_store(db, runtime: Runtime, calibration: Callable[[], Calibration
     if config is None:
         config = EngineConfig.from_calibration(runtime, calibration())
         catalog.set_meta(db, "engine_config", json.dumps(asdict(config)))
-    elif config.model_digest != runtime.digest:
+    require_same_model(config, runtime)
+    return config
+
+
+def require_same_model(config: EngineConfig | None, runtime: Runtime) -> None:
+    """Stored keys mean nothing to another model's queries: a store read by another model is refused."""
+    if config is not None and config.model_digest != runtime.digest:
         raise UsageError(f"this store was processed by another model (digest {config.model_digest[:12]}…, "
                          f"this one is {runtime.digest[:12]}…): use that model with --model, or another --store")
-    return config
 
 
 def state_path(root: Path, start: int) -> Path:
@@ -105,9 +105,7 @@ def encode_segment(runtime: Runtime, config: EngineConfig, ids: np.ndarray) -> n
     cos, sin = model.rope(config.segment_tokens)
     recorder = KeyRecorder(DilatedAttention(cos, sin, config.segment_lengths, config.dilation_rates, config.rope_mode),
                            {layer for layer, _ in config.heads})
-    x = model.embed(torch.as_tensor(ids.astype(np.int64), device=runtime.device)[None])
-    for block in model.layers[:deepest + 1]:
-        x = block(x, recorder, 0)
+    model.run_layers(torch.as_tensor(ids.astype(np.int64), device=runtime.device)[None], recorder, deepest + 1)
     keys = []
     for (layer, _), kv, mean in zip(config.heads, config.kv_heads, config.key_means):
         centred = recorder.keys[layer][:, kv].float() - torch.tensor(mean, device=runtime.device)

@@ -167,14 +167,19 @@ class Llama(nn.Module):
         cache = KVCache.empty(self.config, batch, capacity, weight.device, weight.dtype)
         return CachedCausalAttention(cache, *self.rope(capacity))
 
+    def run_layers(self, tokens: torch.Tensor, attention: Attention, layers: int, start: int = 0) -> torch.Tensor:
+        """The residual stream after the first `layers` blocks: the engine stops where its recorders have
+        what they need, rather than paying for the layers above the deepest retrieval head."""
+        x = self.embed(tokens)
+        for block in self.layers[:layers]:
+            x = block(x, attention, start)
+        return x
+
     def hidden_states(self, tokens: torch.Tensor, attention: Attention | None = None, start: int = 0) -> torch.Tensor:
         """Final-norm hidden states for `tokens` (B, T) at positions start..start+T."""
         if attention is None:
             attention = FullCausalAttention(*self.rope(start + tokens.shape[1]))
-        x = self.embed(tokens)
-        for block in self.layers:
-            x = block(x, attention, start)
-        return self.norm(x)
+        return self.norm(self.run_layers(tokens, attention, len(self.layers), start))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight

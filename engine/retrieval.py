@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.attention import QueryRecorder
+from engine.generate import question_prompt
 from engine.memory import EngineConfig, read_state
 from engine.runtime import Runtime
 from ingest import catalog
@@ -60,17 +61,11 @@ class KeyIndex:
 @torch.inference_mode()
 def question_queries(runtime: Runtime, config: EngineConfig, question: str) -> list[np.ndarray]:
     """Per retrieval head, unit pre-RoPE queries (question tokens, head_dim) of the question's own tokens."""
-    tokenizer = runtime.tokenizer
-    rendered = tokenizer.render_chat([{"role": "user", "content": question}])
-    prefix = len(tokenizer.encode(rendered[:rendered.index(question)]))
-    prompt = tokenizer.encode(rendered)
-    own = len(tokenizer.encode(question))
+    prompt, start, own = question_prompt(runtime.tokenizer, question)
     deepest = max(layer for layer, _ in config.heads)
     recorder = QueryRecorder(*runtime.model.rope(len(prompt)), {layer for layer, _ in config.heads})
-    x = runtime.model.embed(torch.tensor([prompt], device=runtime.device))
-    for block in runtime.model.layers[:deepest + 1]:
-        x = block(x, recorder, 0)
-    return [F.normalize(recorder.queries[layer][prefix:prefix + own, head].float(), dim=-1).cpu().numpy()
+    runtime.model.run_layers(torch.tensor([prompt], device=runtime.device), recorder, deepest + 1)
+    return [F.normalize(recorder.queries[layer][start:start + own, head].float(), dim=-1).cpu().numpy()
             for layer, head in config.heads]
 
 

@@ -14,8 +14,6 @@ from engine.errors import UsageError
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.question.strip():
-        raise UsageError("the question is empty")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1 (got {args.top_k})")
     with open_store(args.store, model=args.model, device=args.device) as store:

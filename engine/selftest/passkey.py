@@ -72,18 +72,13 @@ class TrialResult:
 
 def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
     """The haystack as a file, through the same ingest and engine path as real documents, in a fresh store."""
-    from engine.api import EngineStore
-    from ingest.pipeline import ingest
-    from ingest.store import Store
-    from ingest.tokens import sequence_tokenizer
+    from engine.api import open_store
 
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True)
     (corpus / "haystack.txt").write_text(trial.haystack)
-    tokenizer = runtime.tokenizer
-    with Store.open(workdir / "store", write=True) as store:
-        ingest(store, [corpus], lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
-        memory = EngineStore(store, runtime)
+    with open_store(workdir / "store", runtime=runtime, write=True) as memory:
+        memory.add([corpus])
         memory.process()
         answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
     return answer.text

@@ -21,9 +21,7 @@ from engine.errors import UsageError
 from engine.memory import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import run_passkey
-from ingest.pipeline import ingest
 from ingest.store import Store
-from ingest.tokens import sequence_tokenizer
 
 FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",
                  "train timetables", "the water cycle", "knitting patterns", "the planets of the solar system"]
@@ -59,10 +57,9 @@ def write_corpus(folder: Path, filler_paragraphs: int = 6) -> dict[str, tuple[st
 
 
 def build_store(root: Path, corpus: Path, runtime) -> None:
-    tokenizer = runtime.tokenizer
-    with Store.open(root, write=True) as store:
-        ingest(store, [corpus], lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
-        EngineStore(store, runtime).process()
+    with open_store(root, runtime=runtime, write=True) as store:
+        store.add([corpus])
+        store.process()
 
 
 def answer_of(store: EngineStore, question: str):
