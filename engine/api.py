@@ -14,7 +14,8 @@ from typing import Callable, Iterator
 from engine.answer import Answer, answer_stream, excerpts_for_blocks
 from engine.calibration import calibration_for
 from engine.errors import UsageError
-from engine.memory import EngineConfig, ProcessReport, config_for_store, load_config, process_store, require_same_model
+from engine.config import EngineConfig, load_config
+from engine.memory import ProcessReport, config_for_store, process_store, require_same_model
 from engine.retrieval import KeyIndex, retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog

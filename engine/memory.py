@@ -15,65 +15,23 @@ recorded segments all have whole state files, and a re-run carries on from the f
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file, save_file
 
 from engine.attention import DilatedAttention, KeyRecorder
 from engine.calibration import Calibration
+from engine.config import EngineConfig, load_config
 from engine.errors import UsageError
 from engine.runtime import Runtime
+from engine.states import write_state
 from ingest import catalog
 from ingest.sequence import read_tokens
-
-ENGINE_FORMAT = 1
-STATES = "states"
-# One head keeps states at 64 bytes a token (int8 keys of head_dim 64), DESIGN's budget; the best
-# calibrated head alone found the planted fact 80% of the time (hit@8, 32k tokens of prose), the second 60%.
-RETRIEVAL_HEADS = 1
-
-
-@dataclass
-class EngineConfig:
-    """The store's fixed engine settings, recorded in the catalog at its first processing."""
-
-    model_digest: str
-    heads: list[tuple[int, int]]  # (layer, query head)
-    kv_heads: list[int]  # the KV head each retrieval head reads
-    key_means: list[list[float]]  # per retrieval head
-    segment_tokens: int = 2048
-    block_tokens: int = 64
-    segment_lengths: list[int] = field(default_factory=lambda: [2048])
-    dilation_rates: list[int] = field(default_factory=lambda: [1])
-    rope_mode: str = "true"
-    format: int = ENGINE_FORMAT
-
-    @classmethod
-    def from_calibration(cls, runtime: Runtime, calibration: Calibration, heads: int = RETRIEVAL_HEADS) -> "EngineConfig":
-        group = runtime.config.num_heads // runtime.config.num_kv_heads
-        chosen = list(calibration.heads[:heads])
-        kv_heads = [head // group for _, head in chosen]
-        means = [calibration.key_means[layer][kv] for (layer, _), kv in zip(chosen, kv_heads)]
-        return cls(model_digest=runtime.digest, heads=chosen, kv_heads=kv_heads, key_means=means)
-
-
-def load_config(db) -> EngineConfig | None:
-    raw = catalog.get_meta(db, "engine_config")
-    if raw is None:
-        return None
-    values = json.loads(raw)
-    if values.get("format", 0) > ENGINE_FORMAT:
-        raise UsageError(f"the store's engine state has format {values['format']}, newer than this wholecorpus "
-                         f"reads ({ENGINE_FORMAT}): upgrade wholecorpus or use another --store")
-    values["heads"] = [tuple(head) for head in values["heads"]]
-    return EngineConfig(**values)
 
 
 def config_for_store(db, runtime: Runtime, calibration: Callable[[], Calibration]) -> EngineConfig:
@@ -93,10 +51,6 @@ def require_same_model(config: EngineConfig | None, runtime: Runtime) -> None:
                          f"this one is {runtime.digest[:12]}…): use that model with --model, or another --store")
 
 
-def state_path(root: Path, start: int) -> Path:
-    return root / STATES / f"{start:012d}.safetensors"
-
-
 @torch.inference_mode()
 def encode_segment(runtime: Runtime, config: EngineConfig, ids: np.ndarray) -> np.ndarray:
     """int8 keys (tokens, retrieval heads, head_dim) of one segment: centred, unit length, times 127."""
@@ -112,27 +66,6 @@ def encode_segment(runtime: Runtime, config: EngineConfig, ids: np.ndarray) -> n
         keys.append(F.normalize(centred, dim=-1))
     unit = torch.stack(keys, dim=1)
     return (unit * 127).round().clamp(-127, 127).to(torch.int8).cpu().numpy()
-
-
-def write_state(root: Path, start: int, end: int, keys: np.ndarray) -> None:
-    path = state_path(root, start)
-    path.parent.mkdir(exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    save_file({"keys": keys, "range": np.array([start, end], dtype=np.int64)}, str(partial))
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def read_state(root: Path, start: int) -> tuple[int, int, np.ndarray]:
-    state = load_file(str(state_path(root, start)))
-    begin, end = (int(x) for x in state["range"])
-    return begin, end, state["keys"]
 
 
 @dataclass

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.attention import QueryRecorder
+from engine.config import EngineConfig
 from engine.generate import question_prompt
-from engine.memory import EngineConfig, read_state
 from engine.runtime import Runtime
+from engine.states import read_state
 from ingest import catalog
 
 CANDIDATES_PER_TOKEN = 256

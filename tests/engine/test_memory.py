@@ -18,7 +18,7 @@ import sqlite_utils
 
 from engine.api import EngineStore, open_store
 from engine.errors import UsageError
-from engine.memory import read_state
+from engine.states import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import run_passkey
 from ingest.store import Store

@@ -1,0 +1,59 @@
+"""The store's engine settings (model digest, retrieval heads, segment and block sizes, attention patterns).
+
+Kept apart from `engine.memory` so that reading them never imports torch: `engine status` shows them
+from the catalog alone, in well under the seconds that loading torch takes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from engine.errors import UsageError
+from ingest import catalog
+
+if TYPE_CHECKING:
+    from engine.calibration import Calibration
+    from engine.runtime import Runtime
+
+ENGINE_FORMAT = 1
+# One head keeps states at 64 bytes a token (int8 keys of head_dim 64), DESIGN's budget; the best
+# calibrated head alone found the planted fact 80% of the time (hit@8, 32k tokens of prose), the second 60%.
+RETRIEVAL_HEADS = 1
+
+
+@dataclass
+class EngineConfig:
+    """The store's fixed engine settings, recorded in the catalog at its first processing."""
+
+    model_digest: str
+    heads: list[tuple[int, int]]  # (layer, query head)
+    kv_heads: list[int]  # the KV head each retrieval head reads
+    key_means: list[list[float]]  # per retrieval head
+    segment_tokens: int = 2048
+    block_tokens: int = 64
+    segment_lengths: list[int] = field(default_factory=lambda: [2048])
+    dilation_rates: list[int] = field(default_factory=lambda: [1])
+    rope_mode: str = "true"
+    format: int = ENGINE_FORMAT
+
+    @classmethod
+    def from_calibration(cls, runtime: Runtime, calibration: Calibration, heads: int = RETRIEVAL_HEADS) -> "EngineConfig":
+        group = runtime.config.num_heads // runtime.config.num_kv_heads
+        chosen = list(calibration.heads[:heads])
+        kv_heads = [head // group for _, head in chosen]
+        means = [calibration.key_means[layer][kv] for (layer, _), kv in zip(chosen, kv_heads)]
+        return cls(model_digest=runtime.digest, heads=chosen, kv_heads=kv_heads, key_means=means)
+
+
+def load_config(db) -> EngineConfig | None:
+    raw = catalog.get_meta(db, "engine_config")
+    if raw is None:
+        return None
+    values = json.loads(raw)
+    if values.get("format", 0) > ENGINE_FORMAT:
+        raise UsageError(f"the store's engine state has format {values['format']}, newer than this wholecorpus "
+                         f"reads ({ENGINE_FORMAT}): upgrade wholecorpus or use another --store")
+    values["heads"] = [tuple(head) for head in values["heads"]]
+    return EngineConfig(**values)
