@@ -1,4 +1,5 @@
-"""`engine status [--json]`: what the store holds, read from the catalog alone (no model is loaded)."""
+"""`engine status [--json]`: what the store holds and the engine settings it was read with, from the catalog
+and the files alone (no model is loaded, torch is not imported)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from engine.config import load_config
 from engine.errors import UsageError
+from engine.states import recorded_state_bytes
 from ingest.catalog import StoreError, status_report
 from ingest.store import Store
 
@@ -22,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
             report = status_report(store.db)
             report["store"] = str(Path(args.store).resolve())
             report["size_on_disk"] = _sizes(store.root)
+            report["engine"] = _engine(store.root, store.db, report["size_on_disk"]["index"])
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
@@ -42,6 +46,33 @@ def _sizes(root: Path) -> dict[str, int]:
              "tokens": size(root / "tokens.u32"), "states": size(root / "states"), "index": size(root / "index")}
     sizes["total"] = sum(sizes.values())
     return sizes
+
+
+def _engine(root: Path, db, index_bytes: int) -> dict | None:
+    """The settings the store's tokens were read with, and what the states weigh per token read.
+
+    Bytes per token is measured from the recorded state files (their sizes over the tokens they cover),
+    so it includes each file's header and is the figure a user's disk actually pays.
+    """
+    config = load_config(db)
+    if config is None:
+        return None
+    segments, tokens, state_bytes = recorded_state_bytes(root, db)
+    return {
+        "model_digest": config.model_digest[:12],
+        "retrieval_heads": [list(head) for head in config.heads],
+        "segment_tokens": config.segment_tokens,
+        "block_tokens": config.block_tokens,
+        "patterns": [{"segment_length": length, "dilation_rate": rate}
+                     for length, rate in zip(config.segment_lengths, config.dilation_rates)],
+        "rope_mode": config.rope_mode,
+        "format": config.format,
+        "processed_tokens": tokens,
+        "processed_segments": segments,
+        "state_bytes": state_bytes,
+        "index_bytes": index_bytes,
+        "bytes_per_token": state_bytes / tokens if tokens else None,
+    }
 
 
 def _print(console: Console, report: dict) -> None:
@@ -68,6 +99,23 @@ def _print(console: Console, report: dict) -> None:
     figures.add_row("size on disk", f"{sizes['total'] / 2**20:,.1f} MB (catalog {sizes['catalog'] / 2**20:,.1f}, "
                                     f"tokens {sizes['tokens'] / 2**20:,.1f}, states {sizes['states'] / 2**20:,.1f}, "
                                     f"index {sizes['index'] / 2**20:,.1f})")
+    engine = report["engine"]
+    if engine is None:
+        figures.add_row("engine", "not run on this store yet")
+    else:
+        heads = ", ".join(f"layer {layer} head {head}" for layer, head in engine["retrieval_heads"])
+        patterns = " + ".join(f"({p['segment_length']:,}, r={p['dilation_rate']})" for p in engine["patterns"])
+        per_token = "—" if engine["bytes_per_token"] is None else f"{engine['bytes_per_token']:,.1f}"
+        figures.add_row("engine model digest", engine["model_digest"])
+        figures.add_row("retrieval heads", heads)
+        figures.add_row("segment / block tokens", f"{engine['segment_tokens']:,} / {engine['block_tokens']:,}")
+        figures.add_row("attention patterns (window, dilation)", f"{patterns}, RoPE {engine['rope_mode']}")
+        figures.add_row("processed by the engine",
+                        f"{engine['processed_tokens']:,} tokens in {engine['processed_segments']:,} segment(s)")
+        index = (f"{engine['index_bytes'] / 2**20:,.1f} MB" if engine["index_bytes"]
+                 else "none (built in memory when the store is opened)")
+        figures.add_row("states / index on disk", f"{engine['state_bytes'] / 2**20:,.1f} MB / {index}")
+        figures.add_row("state bytes per token", per_token)
     run = report["last_run"]
     if run:
         figures.add_row("last run", f"#{run['id']} {run['status']}, {run['started_at']}")
