@@ -1,21 +1,24 @@
 """Passkey retrieval through the whole ingest + engine path, beside the same model with full attention.
 
-    python bench/bench_passkey.py --lengths 4k,32k --trials 20 [--device cuda]
+    python bench/bench_passkey.py --lengths 4k,32k --trials 20 [--device cuda] [--out FILE]
 
-Writes bench/results/passkey_<device>.json (accuracy by length and depth, seconds per trial).
+Writes bench/results/passkey_<device>.json, or FILE, after every trial: accuracy by length and depth, each trial's answer
+(so a failure can be told apart: a wrong number means the needle was read and misquoted, filler means
+retrieval missed it), the machine's load average at the start and end (other work slows every figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import date
 from pathlib import Path
 
 from engine.commands.selftest import parse_lengths, summarise
 from engine.runtime import load_runtime
-from engine.selftest.passkey import run_passkey
+from engine.selftest.passkey import TrialResult, run_passkey
 
 
 def main() -> None:
@@ -23,16 +26,28 @@ def main() -> None:
     parser.add_argument("--lengths", default="4k,32k")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, help="default: bench/results/passkey_<device>.json")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
     runtime = load_runtime(None, args.device)
+    out = args.out or Path(__file__).parent / "results" / f"passkey_{runtime.device.type}.json"
     started = time.perf_counter()
-    results = run_passkey(runtime, parse_lengths(args.lengths), args.trials,
-                          on_result=lambda r: print(f"{r.length:>9,} depth {r.depth:4.0%} engine {r.passed} "
-                                                    f"full-attention {r.baseline_passed}", flush=True))
-    report = {"date": date.today().isoformat(), "device": args.device, "model": runtime.source.name,
-              "seconds": time.perf_counter() - started, "lengths": summarise(results)}
-    out = Path(__file__).parent / "results" / f"passkey_{runtime.device.type}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    results: list[TrialResult] = []
+
+    def record(result: TrialResult) -> None:
+        """Prints the trial and rewrites the report: a long run stopped early keeps the trials it finished."""
+        print(f"{result.length:>9,} depth {result.depth:4.0%} engine {result.passed} "
+              f"full-attention {result.baseline_passed} {result.answer.strip()[:60]!r}", flush=True)
+        results.append(result)
+        report = {"date": date.today().isoformat(), "device": args.device, "model": runtime.source.name,
+                  "seconds": time.perf_counter() - started, "load_average_start": load_at_start,
+                  "load_average_end": os.getloadavg(), "lengths": summarise(results),
+                  "trials": [{"length": r.length, "depth": round(r.depth, 3), "passed": r.passed,
+                              "baseline_passed": r.baseline_passed, "answer": r.answer} for r in results]}
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+    run_passkey(runtime, parse_lengths(args.lengths), args.trials, on_result=record)
+    report = json.loads(out.read_text())
     for row in report["lengths"]:
         print(f"{row['length']:>9,} tokens: engine {row['accuracy']:.0%} of {row['trials']}, "
               f"full attention {row['baseline_accuracy']}")
