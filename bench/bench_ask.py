@@ -67,12 +67,12 @@ def store_figures(root: Path, db) -> dict:
             "tokens_file_bytes": (root / "tokens.u32").stat().st_size, "catalog_bytes": catalog_bytes}
 
 
-def ask_once(store, question: str, top_k: int, lexical: bool) -> dict:
+def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: int) -> dict:
     """The answer, its timings, and the CPU seconds this process spent until the first token and in all:
     on a machine shared with other work the wall-clock figures stretch, the CPU seconds much less."""
     cpu_started = time.process_time()
     first_token_cpu = None
-    for kind, value in store.ask(question, top_k=top_k, lexical=lexical):
+    for kind, value in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
         if kind == "token" and first_token_cpu is None:
             first_token_cpu = time.process_time() - cpu_started
         elif kind == "answer":
@@ -101,11 +101,11 @@ def summary(rows: list[dict]) -> dict:
     return figures
 
 
-def run_questions(store, top_k: int, lexical: bool) -> list[dict]:
+def run_questions(store, top_k: int, lexical: bool, max_new_tokens: int) -> list[dict]:
     rows = []
     for question, module, name in QUESTIONS:
         row = {"question": question, "module": module, "expects": name}
-        row |= ask_once(store, question, top_k, lexical)
+        row |= ask_once(store, question, top_k, lexical, max_new_tokens)
         row["answer_right"] = re.search(rf"\b{re.escape(name)}\b", row["answer"], re.IGNORECASE) is not None
         row["cited_right"] = any(path.endswith("/" + module) for path in row["citations"])
         row["retrieved_right"] = any(path.endswith("/" + module)
@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=64,
+                        help="answer budget (default 64; `engine ask` allows 128): the answers here are a name")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before the fix')")
     parser.add_argument("--out", type=Path, help="default: bench/results/ask_<device>.json")
     args = parser.parse_args()
@@ -135,11 +137,12 @@ def main() -> None:
         index_s = time.perf_counter() - started
         report = {"date": date.today().isoformat(), "label": args.label, "machine": machine(),
                   "device": runtime.device.type, "load_average_start": load_at_start, "top_k": args.top_k,
+                  "max_new_tokens": args.max_new_tokens,
                   "store": store_figures(store.root, store.store.db), "index_tokens": index.tokens,
                   "model_load_s": round(load_s, 3), "index_build_s": round(index_s, 3),
-                  "warm_up": ask_once(store, WARM_UP, args.top_k, True)}
-        fused = run_questions(store, args.top_k, lexical=True)
-        heads_only = run_questions(store, args.top_k, lexical=False)
+                  "warm_up": ask_once(store, WARM_UP, args.top_k, True, args.max_new_tokens)}
+        fused = run_questions(store, args.top_k, True, args.max_new_tokens)
+        heads_only = run_questions(store, args.top_k, False, args.max_new_tokens)
     report |= {"load_average_end": os.getloadavg(), "fused": summary(fused), "heads_only": summary(heads_only),
                "questions": {"fused": fused, "heads_only": heads_only}}
     out = args.out or RESULTS / f"ask_{runtime.device.type}.json"
