@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
     ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
 
-    sub.add_parser("chat", parents=[common], help="start the web chat")
+    chat = sub.add_parser("chat", parents=[common], help="start the web chat")
+    chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    chat.add_argument("--port", type=int, default=7860)
+    chat.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login for every request")
+    chat.add_argument("--max-upload-mb", type=float, default=50.0, help="largest file accepted by upload (default 50)")
 
     selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")
     selftest.add_argument("test", choices=["passkey"])
@@ -76,20 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Subcommands whose issue has not landed yet; they say so and exit non-zero, never inventing output.
-NOT_YET = {
-    "chat": "the web chat arrives with issue 6",
-}
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
-    if args.command in NOT_YET:
-        print(f"engine {args.command}: not available yet: {NOT_YET[args.command]}", file=sys.stderr)
-        return EXIT_USAGE
     command = importlib.import_module(f"engine.commands.{args.command}")
     try:
         return command.run(args) or 0

@@ -166,3 +166,31 @@ def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
             if progress is not None:
                 progress(report.tokens, total)
     return report
+
+
+@dataclass
+class StoreFigures:
+    """What a store holds and costs, for the app's corpus page."""
+
+    documents: int
+    tokens: int  # live tokens of the corpus
+    processed_tokens: int
+    unprocessed_tokens: int
+    bytes_on_disk: int
+    state_bytes: int
+    model: str
+
+    @property
+    def state_bytes_per_token(self) -> float:
+        return self.state_bytes / self.processed_tokens if self.processed_tokens else 0.0
+
+
+def store_figures(root: Path, db, runtime: Runtime) -> StoreFigures:
+    documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
+    live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
+    processed = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
+    files = [path for path in root.rglob("*") if path.is_file()]
+    states = [path for path in files if path.parent.name == STATES and path.suffix == ".safetensors"]
+    return StoreFigures(documents, live, processed, backlog, sum(path.stat().st_size for path in files),
+                        sum(path.stat().st_size for path in states), f"{runtime.source.name} ({runtime.digest[:12]})")

@@ -46,7 +46,7 @@ import sqlite_utils
 
 FORMAT_VERSION = 1
 LIVE_STATUSES = ("ok", "partial")
-_LIVE = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"  # for SQL: d.status IN _LIVE
+LIVE_SQL = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"  # for SQL: d.status IN LIVE_SQL
 
 
 class StoreError(Exception):
@@ -130,7 +130,7 @@ def refresh_liveness(db: sqlite_utils.Database, content_ids: set[int]) -> None:
     for chunk in _chunks(sorted(content_ids), 500):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE contents SET live = EXISTS (SELECT 1 FROM documents d WHERE d.content_id = contents.id "
-                   f"AND d.status IN {_LIVE}) WHERE id IN ({marks})", chunk)
+                   f"AND d.status IN {LIVE_SQL}) WHERE id IN ({marks})", chunk)
         db.execute(f"UPDATE spans SET live = (SELECT live FROM contents c WHERE c.id = spans.content_id) "
                    f"WHERE content_id IN ({marks}) AND live != (SELECT live FROM contents c "
                    f"WHERE c.id = spans.content_id)", chunk)
@@ -178,7 +178,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
     rows = db.execute(
         "SELECT s.id, s.page, s.line_start, s.line_end, s.heading, s.token_start, s.token_end, "
         "group_concat(d.name, char(31)), max(d.date) FROM spans s JOIN documents d ON d.content_id = s.content_id "
-        f"AND d.status IN {_LIVE} WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
+        f"AND d.status IN {LIVE_SQL} WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
         "GROUP BY s.id ORDER BY s.token_start", [token_end, token_start]).fetchall()
     return [Citation(r[0], tuple(sorted(r[7].split("\x1f"))), r[1], r[2], r[3], r[4], r[5], r[6], r[8])
             for r in rows]
@@ -187,7 +187,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
 def search_spans(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[dict[str, Any]]:
     """Live spans matching an FTS5 query, best first: id, name, lines, page, heading, token range, text."""
     sql = ("SELECT s.id, (SELECT min(d.name) FROM documents d WHERE d.content_id = s.content_id "
-           f"AND d.status IN {_LIVE}) AS name, s.line_start, s.line_end, s.page, s.heading, "
+           f"AND d.status IN {LIVE_SQL}) AS name, s.line_start, s.line_end, s.page, s.heading, "
            "s.token_start, s.token_end, s.text FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
            "WHERE spans_fts MATCH ? AND s.live = 1 ORDER BY spans_fts.rank LIMIT ?")
     try:
@@ -237,3 +237,42 @@ def status_report(db: sqlite_utils.Database) -> dict[str, Any]:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def documents_table(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every document the store knows, for a listing: path, name, kind, status, reason, tokens, date."""
+    cursor = db.execute(
+        "SELECT d.path, d.name, coalesce(d.kind, 'other') AS kind, d.status, coalesce(d.reason, '') AS reason, "
+        "coalesce(c.token_end - c.token_start, 0) AS tokens, d.date FROM documents d "
+        "LEFT JOIN contents c ON c.id = d.content_id ORDER BY d.status = 'removed', d.name")
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def remove_document(db: sqlite_utils.Database, path: str) -> bool:
+    """Tombstones one document (by its path): it is no longer cited or retrieved. False when no live one has it."""
+    row = db.execute(f"SELECT id, content_id FROM documents WHERE path = ? AND status IN {LIVE_SQL}", [path]).fetchone()
+    if row is None:
+        return False
+    with db.atomic():
+        db.execute("UPDATE documents SET status = 'removed', reason_code = 'removed', reason = 'removed by the user' "
+                   "WHERE id = ?", [row[0]])
+        if row[1] is not None:
+            refresh_liveness(db, {row[1]})
+    return True
+
+
+def document_lines(db: sqlite_utils.Database, name: str, page: int | None, first: int,
+                   last: int) -> tuple[int, list[str]]:
+    """Lines `first`..`last` (1-based; within `page` for a PDF) of the live document called `name`, as far as
+    its spans reach: (the first line's number, the lines). Spans tile a document, so their texts join exactly."""
+    rows = db.execute(
+        "SELECT s.line_start, s.text FROM spans s WHERE s.content_id = (SELECT d.content_id FROM documents d "
+        f"WHERE d.name = ? AND d.status IN {LIVE_SQL} LIMIT 1) AND s.page IS ? AND s.line_end >= ? AND s.line_start <= ? "
+        "ORDER BY s.ordinal", [name, page, first, last]).fetchall()
+    if not rows:
+        return first, []
+    start = rows[0][0]
+    lines = "".join(text for _, text in rows).split("\n")
+    low, high = max(first, start), min(last, start + len(lines) - 1)
+    return low, lines[low - start:high - start + 1]
