@@ -1,4 +1,4 @@
-"""The app's safety rules, tested over HTTP against a running server: uploads cannot escape the store or
+"""The app over HTTP against a running server. Safety: uploads cannot escape the store or
 exceed the limit, `--auth` serves nothing without a login, and two conversations at once never mix."""
 
 from __future__ import annotations
@@ -104,3 +104,15 @@ def test_with_auth_the_right_login_is_served(guarded):
     url, _corpus, _root = guarded
     client = Client(url, auth=("alice", "s3cret"), verbose=False)
     assert "/ask" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+
+
+def test_the_selftest_page_reports_accuracy_by_length_for_engine_and_full_attention(server):
+    url, _corpus, _root = server
+    table, plot = Client(url, verbose=False).predict(["1k"], 1, api_name="/selftest")
+    assert table["headers"] == ["tokens", "trials", "engine", "full attention"]
+    assert [row[:2] for row in table["data"]] == [[1024, 1]]
+    engine, full = table["data"][0][2:]
+    assert engine in ("0%", "100%") and full in ("0%", "100%")  # one trial: it passed or it did not
+    assert plot["columns"] == ["tokens", "accuracy", "method"]
+    assert sorted(plot["data"]) == sorted([[1024, float(engine == "100%"), "engine"],
+                                           [1024, float(full == "100%"), "full attention"]])
