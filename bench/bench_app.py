@@ -1,0 +1,88 @@
+"""Time to first token in the web chat, side by side with the engine's own `first_token_s`.
+
+    python bench/bench_app.py [--rounds 5]
+
+Ingests data/ into a temporary store, starts the app on it and drives Debian's Chromium (Playwright):
+for each of the sample questions, press Send and time the first streamed token on the page; then ask
+the engine the same question in the same process (its `first_token_s`). Medians of both, and of their
+difference, go to bench/results/app_first_token_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from app.server import ServeOptions, start
+from engine.api import open_store
+from engine.runtime import load_runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = [q["question"] for q in json.loads((ROOT / "data" / "questions.json").read_text())["questions"]]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def browser_first_token(page, question: str) -> float:
+    before = page.locator("#chat [data-testid='bot']").count()
+    page.fill("#question textarea", question)
+    sent = time.perf_counter()
+    page.click("#send")
+    page.wait_for_function(
+        "n => { const bots = document.querySelectorAll(\"#chat [data-testid='bot']\"); "
+        "return bots.length > n && bots[bots.length - 1].innerText.trim().length > 0 }",
+        arg=before, polling="raf", timeout=300_000)
+    first = time.perf_counter() - sent
+    page.wait_for_function("() => document.querySelector('#sources').innerText.trim().length > 0", timeout=300_000)
+    return first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="questions asked (from data/questions.json)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as workdir:
+        store = Path(workdir) / "store"
+        with open_store(store, runtime=load_runtime(None, "cpu"), write=True) as writer:
+            writer.add([ROOT / "data"])
+            writer.process()
+        page_app, url, corpus = start(ServeOptions(store, device="cpu", port=7871), block=False)
+        rows = []
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+                page = browser.new_page()
+                page.goto(url)
+                page.wait_for_selector("#question textarea", timeout=60_000)
+                browser_first_token(page, QUESTIONS[0])  # warm-up: the index is built at the first question
+                for question in QUESTIONS[1:args.rounds + 1]:
+                    in_browser = browser_first_token(page, question)
+                    engine = next(v for k, v in corpus.ask(question) if k == "answer").timings["first_token_s"]
+                    rows.append({"question": question, "browser_s": round(in_browser, 3), "engine_s": round(engine, 3)})
+                    print(rows[-1], flush=True)
+                browser.close()
+        finally:
+            page_app.close()
+            corpus.close()
+    result = {
+        "what": "seconds from pressing Send to the first streamed token in Chromium vs the engine's first_token_s",
+        "median_browser_s": statistics.median(r["browser_s"] for r in rows),
+        "median_engine_s": statistics.median(r["engine_s"] for r in rows),
+        "median_difference_s": round(statistics.median(r["browser_s"] - r["engine_s"] for r in rows), 3),
+        "rounds": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+        "date": time.strftime("%Y-%m-%d"), "load_average_at_end": round(os.getloadavg()[0], 2)}
+    out = ROOT / "bench" / "results" / "app_first_token_bench.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}))
+
+
+if __name__ == "__main__":
+    main()
