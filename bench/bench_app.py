@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,21 +28,14 @@ from engine.api import open_store
 from engine.runtime import load_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the page driver is shared with the browser test
+from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question  # noqa: E402
 QUESTIONS = [q["question"] for q in json.loads((ROOT / "data" / "questions.json").read_text())["questions"]]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 def browser_first_token(page, question: str) -> float:
-    before = page.locator("#chat [data-testid='bot']").count()
-    page.fill("#question textarea", question)
-    sent = time.perf_counter()
-    page.click("#send")
-    page.wait_for_function(
-        "n => { const bots = document.querySelectorAll(\"#chat [data-testid='bot']\"); "
-        "return bots.length > n && bots[bots.length - 1].innerText.trim().length > 0 }",
-        arg=before, polling="raf", timeout=300_000)
-    first = time.perf_counter() - sent
-    page.wait_for_function("() => document.querySelector('#sources').innerText.trim().length > 0", timeout=300_000)
+    first = send_question(page, question)
+    page.wait_for_function("() => document.querySelector('#sources').innerText.trim().length > 0", timeout=TIMEOUT_MS)
     return first
 
 
@@ -58,7 +52,7 @@ def main() -> None:
         rows = []
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+                browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
                 page = browser.new_page()
                 page.goto(url)
                 page.wait_for_selector("#question textarea", timeout=60_000)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
 from tests.app.conftest import serving
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update"]
 
 
 def chromium() -> str:
@@ -55,19 +54,11 @@ def browser_page(sample_store, tmp_path_factory):
 
 
 def ask(page, question: str, expected_source: str) -> tuple[float, str, str]:
-    """Types and sends `question`; returns (seconds from Send to the first streamed token, answer, sources)
-    once the sources name `expected_source` (the test fails if they never do)."""
-    answers_before = page.locator("#chat [data-testid='bot']").count()
-    page.fill("#question textarea", question)
-    sent = time.perf_counter()
-    page.click("#send")
-    page.wait_for_function(
-        "n => { const bots = document.querySelectorAll(\"#chat [data-testid='bot']\"); "
-        "return bots.length > n && bots[bots.length - 1].innerText.trim().length > 0 }",
-        arg=answers_before, polling="raf", timeout=300_000)
-    first_token = time.perf_counter() - sent
+    """Sends `question`; returns (seconds to the first streamed token, answer, sources) once the sources
+    name `expected_source` (the test fails if they never do)."""
+    first_token = send_question(page, question)
     page.wait_for_function("name => document.querySelector('#sources').innerText.includes(name)",
-                           arg=expected_source, timeout=300_000)
+                           arg=expected_source, timeout=TIMEOUT_MS)
     answer = page.locator("#chat [data-testid='bot']").last.inner_text()
     return first_token, answer, page.inner_text("#sources")
 
@@ -91,7 +82,7 @@ def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path
     page.get_by_role("tab", name="Corpus").click()
     page.set_input_files("#upload input[type='file']", str(note))
     page.wait_for_function("() => document.querySelector('#documents').innerText.includes('sailing-notes.md')",
-                           timeout=300_000)
+                           timeout=TIMEOUT_MS)
     page.screenshot(path=str(RESULTS / "app_corpus.png"), full_page=True)
 
     page.get_by_role("tab", name="Chat").click()
