@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from app.uploads import Saved, Upload, save_uploads
+from app.uploads import UPLOADS, Saved, Upload, save_uploads
 from engine.api import EngineStore, open_store
 from engine.errors import UsageError
 from engine.memory import StoreFigures
@@ -126,8 +126,7 @@ class Corpus:
     def remove(self, path: str) -> bool:
         with open_store(self.root, runtime=self.runtime, write=True) as writer:
             removed = writer.remove(path)
-        upload = self.root / "uploads"
-        if removed and Path(path).parent == upload.resolve():
+        if removed and Path(path).parent == (self.root / UPLOADS).resolve():
             Path(path).unlink(missing_ok=True)  # an upload lives only in the store: it goes with its document
         return removed
 

@@ -138,6 +138,8 @@ def corpus_tab(corpus: Corpus, banner: gr.Markdown, page: gr.Blocks) -> None:
             result = corpus.add_paths([Path(text.strip()).expanduser()], reporter(progress))
         except UsageError as error:
             return (f"⚠ {error}", *refreshed())
+        except OSError as error:  # a full disk, say: what was committed stays, the rest is retried next time
+            return (f"⚠ adding stopped: {error}", *refreshed())
         return (render.add_result_markdown(result), *refreshed())
 
     def add_uploaded(files: list[str] | None, progress=gr.Progress()):
@@ -148,6 +150,8 @@ def corpus_tab(corpus: Corpus, banner: gr.Markdown, page: gr.Blocks) -> None:
             result = corpus.add_uploads(uploads, reporter(progress))
         except UsageError as error:
             return (None, f"⚠ {error}", *refreshed())
+        except OSError as error:
+            return (None, f"⚠ adding stopped: {error}", *refreshed())
         return (None, render.add_result_markdown(result), *refreshed())
 
     def remove_document(path: str | None):

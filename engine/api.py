@@ -50,8 +50,11 @@ class EngineStore:
     def add(self, paths: list[Path], progress: Progress | None = None) -> RunSummary:
         """Ingests `paths` with this model's tokenizer (the store must be open for writing); `process()` reads them."""
         tokenizer = self.runtime.tokenizer
-        return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint),
-                      progress=progress)
+        try:
+            return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint),
+                          progress=progress)
+        except StoreError as error:
+            raise UsageError(str(error)) from error
 
     def process(self, progress: Callable[[int, int], None] | None = None) -> ProcessReport:
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
