@@ -67,7 +67,7 @@ def test_sampling_is_repeatable_by_seed_and_tends_to_greedy_as_temperature_falls
     first = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=7))
     again = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=7))
     others = [list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=seed))
-              for seed in (8, 9, 10)]
+              for seed in (8, 9)]
     assert cold == greedy
     assert first == again
     assert any(other != first for other in others)
