@@ -66,19 +66,18 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
                progress: Callable[[int, int], None] | None = None) -> ProcessReport:
     """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step."""
     world = dist.get_world_size()
+    segments = planned_segments(db, config)
     try:
         ranks = _handshake({"host": socket.gethostname(), "device": str(runtime.device), "digest": runtime.digest})
+        problems = [f"rank {rank} ({status['device']}): {status['error']}" for rank, status in enumerate(ranks)
+                    if status.get("error")]
+        problems += [f"rank {rank} ({status['device']}) loaded another model (digest {status['digest'][:12]}…)"
+                     for rank, status in enumerate(ranks) if status.get("digest") not in (None, runtime.digest)]
+        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), segments))
     except (RuntimeError, dist.DistError) as error:
-        raise RankLost(0, 0, error) from error
-    problems = [f"rank {rank} ({status['device']}): {status['error']}" for rank, status in enumerate(ranks)
-                if status.get("error")]
-    problems += [f"rank {rank} ({status['device']}) loaded another model (digest {status['digest'][:12]}…)"
-                 for rank, status in enumerate(ranks) if status.get("digest") not in (None, runtime.digest)]
+        raise RankLost(0, len(segments), error) from error
     if problems:
-        _send_plan(Plan(None, [], stop="; ".join(problems)))
         raise UsageError("; ".join(problems))
-    segments = planned_segments(db, config)
-    _send_plan(Plan(asdict(config), segments))
 
     loads = [RankLoad(rank, status["device"]) for rank, status in enumerate(ranks)]
     report = ProcessReport(ranks=loads)
