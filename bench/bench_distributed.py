@@ -171,8 +171,8 @@ def projection(attention: list[dict], engine: dict, writer: dict) -> dict:
             f"What crosses ranks per token is {per_token_state} bytes ({HEAD_DIM} int8 key bytes back, 4 bytes of "
             "token id out): at 8 ranks x 1M tokens/s each that is about 0.5 GB/s into rank 0, within one PCIe or "
             "NVLink link, and far below gloo's TCP on one host.",
-            f"Rank 0 writes every state file and commits every step: measured ceiling here {writer['tokens_per_second']:,} "
-            "tokens/s (fsync per file, one transaction per step of 8), so the store's writer, not the GPUs, bounds "
+            "Rank 0 writes every state file and commits every step: measured ceiling here "
+            f"{writer['tokens_per_second']:,} tokens/s (fsync per file, one transaction per step of 8), so the store's writer, not the GPUs, bounds "
             "8 ranks once their sum passes that figure.",
             "A step waits for its slowest rank; segments are equal-sized except a range's last, so the loss is "
             "under one segment per range per step.",
@@ -217,9 +217,11 @@ def main() -> None:
     for run in attention:
         print(f"attention, {run['world_size']} ranks: {run['bytes_per_token_per_layer']:,.0f} bytes/token/layer "
               f"(closed form {'matches' if run['closed_form_matches'] else 'DIFFERS'})")
-    print(f"attention, 8 ranks (closed form): {result['projection']['distributed_attention_8_ranks']['bytes_per_token_per_layer']:,.0f} bytes/token/layer")
+    eight = result["projection"]["distributed_attention_8_ranks"]["bytes_per_token_per_layer"]
+    print(f"attention, 8 ranks (closed form): {eight:,.0f} bytes/token/layer")
     for name in ("one_process", "two_processes"):
-        print(f"engine {name}: {engine[name]['tokens_per_second']:,.0f} tokens/s over {engine[name]['tokens']:,} tokens")
+        run = engine[name]
+        print(f"engine {name}: {run['tokens_per_second']:,.0f} tokens/s over {run['tokens']:,} tokens")
     print(f"engine hand-out: {engine['bytes_per_segment_handed_out']:,.0f} bytes/segment, "
           f"{engine['bytes_per_token_handed_out']:,.1f} bytes/token")
     print(f"single writer ceiling: {writer['tokens_per_second']:,} tokens/s")
