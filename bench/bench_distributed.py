@@ -169,11 +169,11 @@ def projection(attention: list[dict], engine: dict, writer: dict) -> dict:
             "bench it with `python bench/bench_distributed.py` on a GPU machine, or `engine ingest --devices "
             "cuda:0,cuda:0` against `--device cuda` for the sharing overhead.",
             f"What crosses ranks per token is {per_token_state} bytes ({HEAD_DIM} int8 key bytes back, 4 bytes of "
-            "token id out): at 8 ranks x 1M tokens/s each that is about 0.5 GB/s into rank 0, within one PCIe or "
-            "NVLink link, and far below gloo's TCP on one host.",
+            "token id out): at 8 ranks x 1M tokens/s each that is about 0.5 GB/s into rank 0, well within one "
+            "PCIe or NVLink link; the transport was not measured at that rate here.",
             "Rank 0 writes every state file and commits every step: measured ceiling here "
-            f"{writer['tokens_per_second']:,} tokens/s (fsync per file, one transaction per step of 8), so the store's writer, not the GPUs, bounds "
-            "8 ranks once their sum passes that figure.",
+            f"{writer['tokens_per_second']:,} tokens/s (fsync per file, one transaction per step of 8), so the "
+            "store's writer, not the GPUs, bounds 8 ranks once their sum passes that figure.",
             "A step waits for its slowest rank; segments are equal-sized except a range's last, so the loss is "
             "under one segment per range per step.",
         ],
