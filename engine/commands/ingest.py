@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.errors import UsageError
+from engine.errors import RunError, UsageError
 from engine.model_files import resolve_model_path
 from ingest import catalog
 from ingest.catalog import StoreError
@@ -32,15 +33,17 @@ QUIET_REASONS = {"empty", "binary"}  # expected in any repository: counted, not 
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.devices import parse_devices, torchrun_placement
+    placement = devices = None
+    if args.devices or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # imports torch: only for several devices
+        from engine.devices import parse_devices, torchrun_placement
 
-    placement = torchrun_placement(args.device)
-    if args.devices and placement is not None:
-        raise UsageError("--devices starts its own processes: under torchrun leave it out (each rank takes "
-                         "cuda:LOCAL_RANK, or the CPU with --device cpu)")
-    if args.devices and args.device:
-        raise UsageError("give --device or --devices, not both")
-    devices = parse_devices(args.devices) if args.devices else None
+        placement = torchrun_placement(args.device)
+        if args.devices and placement is not None:
+            raise UsageError("--devices starts its own processes: under torchrun leave it out (each rank takes "
+                             "cuda:LOCAL_RANK, or the CPU with --device cpu)")
+        if args.devices and args.device:
+            raise UsageError("give --device or --devices, not both")
+        devices = parse_devices(args.devices) if args.devices else None
     if placement is not None and placement.rank != 0:
         return _serve(placement, args.model)
     for path in args.paths:
@@ -85,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
 def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,
                 wanted: bool, console: Console):
     """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
-    from engine.devices import Cluster  # imports torch: only when the model must read
-    from engine.errors import RunError
+    if placement is None and not wanted:
+        return None
+    from engine.devices import Cluster  # imports torch: only when the model must read or ranks wait
     from engine.sharded import RankLost, release
 
     if placement is not None:  # under torchrun the other ranks wait for rank 0's word, work or not
@@ -98,8 +102,6 @@ def _on_devices(store: Store, model: str | None, device: str | None, devices: li
                 return _process(store, model, placement.device, console, across_ranks=True)
             except RankLost as lost:
                 raise RunError(_stopped_message(cluster, lost)) from lost
-    if not wanted:
-        return None
     if devices is None or len(devices) == 1:
         return _process(store, model, devices[0] if devices else device, console)
     with Cluster.spawn(devices, model) as cluster:

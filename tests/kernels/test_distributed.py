@@ -4,8 +4,6 @@ than the whole sequence; causal and not; RoPE at true and compressed positions; 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -31,8 +29,9 @@ CASES = {
 def ranks_output(request, tmp_path_factory):
     world = request.param
     folder = tmp_path_factory.mktemp(f"world{world}")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    mp.spawn(run_rank, args=(world, f"file://{folder / 'rendezvous'}", CASES[world], str(folder)), nprocs=world)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # the ranks share two cores
+        mp.spawn(run_rank, args=(world, f"file://{folder / 'rendezvous'}", CASES[world], str(folder)), nprocs=world)
     return world, [torch.load(folder / f"rank{rank}.pt") for rank in range(world)]
 
 
