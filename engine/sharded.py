@@ -126,7 +126,7 @@ def serve(placement: Placement, load: Callable[[], Runtime]) -> None:
     try:
         runtime = load()
         status["digest"] = runtime.digest
-    except (ModelError, UsageError, OSError) as error:
+    except (ModelError, UsageError, OSError, RuntimeError) as error:
         status["error"] = str(error)
     _handshake(status)
     plan = _receive_plan()
