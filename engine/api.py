@@ -56,9 +56,16 @@ class EngineStore:
         except StoreError as error:
             raise UsageError(str(error)) from error
 
-    def process(self, progress: Callable[[int, int], None] | None = None) -> ProcessReport:
+    def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False) -> ProcessReport:
+        """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
+        segments out to every rank (`engine.sharded`)."""
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
-        report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
+        if across_ranks:
+            from engine.sharded import coordinate
+
+            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress)
+        else:
+            report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
         self._index = None
         return report
 

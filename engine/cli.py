@@ -14,10 +14,11 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.errors import UsageError
+from engine.errors import RunError, UsageError
 from engine.model_files import ModelError
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 1  # a run that stopped part way; the same command resumes it
 
 
 def default_store() -> Path:
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--follow-outside", action="store_true",
                         help="follow symbolic links that lead outside the given paths")
     ingest.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    ingest.add_argument("--devices", default=None, metavar="LIST",
+                        help="read with one process per device, e.g. cpu,cpu or cuda:0,cuda:1 (under torchrun "
+                             "leave it out: each rank takes cuda:LOCAL_RANK)")
     ingest.add_argument("--no-process", action="store_true",
                         help="only add the files to the catalog; the model reads them at the next ingest")
 
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ModelError) as error:
         print(f"engine {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except RunError as error:
+        print(f"engine {args.command}: {error}", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"engine {args.command}: interrupted", file=sys.stderr)
         return 130

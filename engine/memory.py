@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -68,12 +70,15 @@ def load_config(db) -> EngineConfig | None:
     raw = catalog.get_meta(db, "engine_config")
     if raw is None:
         return None
-    values = json.loads(raw)
+    return config_from_values(json.loads(raw))
+
+
+def config_from_values(values: dict) -> EngineConfig:
+    """An EngineConfig from its JSON form (the catalog's, or what rank 0 sends the other ranks)."""
     if values.get("format", 0) > ENGINE_FORMAT:
         raise UsageError(f"the store's engine state has format {values['format']}, newer than this wholecorpus "
                          f"reads ({ENGINE_FORMAT}): upgrade wholecorpus or use another --store")
-    values["heads"] = [tuple(head) for head in values["heads"]]
-    return EngineConfig(**values)
+    return EngineConfig(**(values | {"heads": [tuple(head) for head in values["heads"]]}))
 
 
 def config_for_store(db, runtime: Runtime, calibration: Callable[[], Calibration]) -> EngineConfig:
@@ -136,7 +141,11 @@ def read_state(root: Path, start: int) -> tuple[int, int, np.ndarray]:
 
 
 @dataclass
-class ProcessReport:
+class RankLoad:
+    """What one rank computed in a pass: its segments, tokens and its own seconds on them."""
+
+    rank: int
+    device: str
     segments: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -146,25 +155,51 @@ class ProcessReport:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class ProcessReport:
+    segments: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    ranks: list[RankLoad] = field(default_factory=list)
+    exchanged_bytes: int = 0  # tokens sent to other ranks and keys received from them
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def planned_segments(db, config: EngineConfig) -> list[tuple[int, int]]:
+    """The unprocessed ranges cut into segments of `segment_tokens` (the last of a range may be shorter)."""
+    return [(start, min(start + config.segment_tokens, range_end))
+            for range_start, range_end in catalog.unprocessed_ranges(db)
+            for start in range(range_start, range_end, config.segment_tokens)]
+
+
+def pass_stamp() -> str:
+    """When a processing pass started, precise enough that two passes never share it."""
+    return datetime.now().astimezone().isoformat(timespec="microseconds")
+
+
 def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
                   progress: Callable[[int, int], None] | None = None) -> ProcessReport:
     """Reads every unprocessed range through the model; `progress(done_tokens, total_tokens)` after each segment."""
-    ranges = catalog.unprocessed_ranges(db)
-    total = sum(end - start for start, end in ranges)
-    report = ProcessReport()
-    started = time.perf_counter()
+    segments = planned_segments(db, config)
+    total = sum(end - start for start, end in segments)
+    load = RankLoad(0, str(runtime.device))
+    report = ProcessReport(ranks=[load])
+    started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
     tokens_file = root / "tokens.u32"
-    for range_start, range_end in ranges:
-        for start in range(range_start, range_end, config.segment_tokens):
-            end = min(start + config.segment_tokens, range_end)
-            keys = encode_segment(runtime, config, read_tokens(tokens_file, start, end))
-            write_state(root, start, end, keys)
-            catalog.record_segment(db, start, end)
-            report.segments += 1
-            report.tokens += end - start
-            report.seconds = time.perf_counter() - started
-            if progress is not None:
-                progress(report.tokens, total)
+    for start, end in segments:
+        began = time.perf_counter()
+        keys = encode_segment(runtime, config, read_tokens(tokens_file, start, end))
+        seconds = time.perf_counter() - began
+        write_state(root, start, end, keys)
+        catalog.record_segments(db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device, seconds)])
+        load.segments, load.tokens, load.seconds = load.segments + 1, load.tokens + end - start, load.seconds + seconds
+        report.segments, report.tokens = load.segments, load.tokens
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(report.tokens, total)
     return report
 
 

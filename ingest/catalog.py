@@ -22,12 +22,17 @@ Tables (created with sqlite-utils; WAL mode):
   over text and heading, kept current by triggers (not fired by tombstoning): a lexical path for retrieval.
 - `segments(token_start, token_end, created_at)`: written by the engine, one row per token range it
   has processed (its states written). Ingest never writes it.
+- `segment_work(token_start, token_end, pass_started, rank, world_size, host, device, seconds)`: who
+  computed each segment and how long its forward took (the engine's own seconds on that rank), written
+  with the `segments` row. Stores made before it lack the table: it is created on first write, and
+  readers treat a missing table as empty, so the format version stays 1.
 
 Hand-off to the engine, all functions of an open sqlite3/sqlite-utils connection:
 - `sequence_length(db)`: committed tokens in tokens.u32 (read them with `ingest.sequence.read_tokens`).
 - `unprocessed_ranges(db, live_only=True)`: sorted [start, end) ranges of [0, sequence_length) that no
   `segments` row covers (with live_only, tombstoned contents are left out too).
 - `record_segment(db, start, end)`: mark a range processed (call after its states are durable).
+- `record_segments(db, work)`: mark several ranges processed, with who computed them, in one transaction.
 - `citations(db, start, end)`: the live spans overlapping a token range, with every live path that
   holds them, page, lines and heading: what an answer cites.
 - `search_spans(db, query, limit)`: full-text search over live spans (FTS5 syntax).
@@ -161,6 +166,57 @@ def record_segment(db: sqlite_utils.Database, token_start: int, token_end: int) 
 
 
 @dataclass(frozen=True)
+class SegmentWork:
+    """One processed segment and who computed it: `seconds` is that rank's own time on the segment."""
+
+    token_start: int
+    token_end: int
+    pass_started: str
+    rank: int
+    world_size: int
+    host: str
+    device: str
+    seconds: float
+
+
+_SEGMENT_WORK = ("CREATE TABLE IF NOT EXISTS segment_work (token_start INTEGER PRIMARY KEY, token_end INTEGER, "
+                 "pass_started TEXT, rank INTEGER, world_size INTEGER, host TEXT, device TEXT, seconds REAL)")
+
+
+def record_segments(db: sqlite_utils.Database, work: list[SegmentWork]) -> None:
+    """Marks every segment of `work` processed, with who computed it, in one transaction (states durable first)."""
+    with db.atomic():
+        db.execute(_SEGMENT_WORK)
+        stamp = now()
+        for item in work:
+            db.execute("INSERT OR REPLACE INTO segments(token_start, token_end, created_at) VALUES (?, ?, ?)",
+                       [item.token_start, item.token_end, stamp])
+            db.execute("INSERT OR REPLACE INTO segment_work VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [item.token_start, item.token_end, item.pass_started, item.rank, item.world_size,
+                        item.host, item.device, item.seconds])
+
+
+def processing_passes(db: sqlite_utils.Database, limit: int = 3) -> list[dict[str, Any]]:
+    """The latest processing passes, newest first, each with every rank's segments, tokens and tokens/s."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segment_work'").fetchone():
+        return []
+    passes = [row[0] for row in db.execute("SELECT DISTINCT pass_started FROM segment_work "
+                                           "ORDER BY pass_started DESC LIMIT ?", [limit])]
+    report = []
+    for started in passes:
+        ranks = []
+        for rank, world, host, device, segments, tokens, seconds, first, last in db.execute(
+                "SELECT rank, world_size, host, device, count(*), sum(token_end - token_start), sum(seconds), "
+                "min(token_start), max(token_end) FROM segment_work WHERE pass_started = ? "
+                "GROUP BY rank, world_size, host, device ORDER BY rank", [started]):
+            ranks.append({"rank": rank, "world_size": world, "host": host, "device": device, "segments": segments,
+                          "tokens": tokens, "seconds": seconds, "first_token": first, "last_token": last,
+                          "tokens_per_second": tokens / seconds if seconds else 0.0})
+        report.append({"started_at": started, "ranks": ranks})
+    return report
+
+
+@dataclass(frozen=True)
 class Citation:
     span_id: int
     paths: tuple[str, ...]  # every live document name holding this text (identical files are stored once)
@@ -228,6 +284,7 @@ def status_report(db: sqlite_utils.Database) -> dict[str, Any]:
         "problems": problems,
         "unprocessed": {"tokens": sum(end - start for start, end in backlog), "ranges": len(backlog),
                         "processed_segments": db.execute("SELECT count(*) FROM segments").fetchone()[0]},
+        "processing": processing_passes(db),
         "last_run": None if last_run is None else {
             "id": last_run[0], "started_at": last_run[1], "finished_at": last_run[2], "status": last_run[3],
             "summary": json.loads(last_run[4]) if last_run[4] else None},
