@@ -69,7 +69,10 @@ class Corpus:
         self._adding = threading.Lock()
 
     def ask(self, question: str, top_k: int = 4, temperature: float = 0.0) -> Iterator[tuple[str, object]]:
-        """The engine's events for `question` ("token", text) ... ("answer", Answer), or ("error", message)."""
+        """The engine's events for `question` ("token", text) ... ("answer", Answer), or ("error", message).
+
+        The answer starts at once, on its own thread, not when the caller first reads: the page can show
+        the question while retrieval and the prompt's prefill are already under way."""
         events: queue.Queue = queue.Queue()
 
         def produce() -> None:
@@ -85,8 +88,7 @@ class Corpus:
                     events.put(None)
 
         threading.Thread(target=produce, name="answer", daemon=True).start()
-        while (event := events.get()) is not None:
-            yield event
+        return iter(events.get, None)
 
     def add_paths(self, paths: list[Path], report: Callable[[AddProgress], None] | None = None) -> AddResult:
         """Ingests folders or files on this machine, then lets the model read what is new."""

@@ -69,9 +69,10 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
         if not message.strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        events = corpus.ask(message, top_k=int(k), temperature=float(temp))
         history = list(history) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield history, "", "", gr.update(choices=[], value=None), "", []
-        for kind, value in corpus.ask(message, top_k=int(k), temperature=float(temp)):
+        for kind, value in events:
             if kind == "token":
                 history[-1]["content"] += value
                 yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()

@@ -3,9 +3,10 @@
     python bench/bench_app.py [--rounds 5]
 
 Ingests data/ into a temporary store, starts the app on it and drives Debian's Chromium (Playwright):
-for each of the sample questions, press Send and time the first streamed token on the page; then ask
-the engine the same question in the same process (its `first_token_s`). Medians of both, and of their
-difference, go to bench/results/app_first_token_bench.json.
+for each of the sample questions, press Send and time the first streamed token on the page (and where
+that time goes: Send to the server's handler, the engine's first token, the token's way onto the page);
+then ask the engine the same question in the same process (its `first_token_s`). Medians go to
+bench/results/app_first_token_bench.json.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def browser_first_token(page, question: str) -> float:
     return first
 
 
+def traced(ask, marks: dict):
+    """`corpus.ask` noting when the page's request reached it and when its first token came out."""
+    def ask_traced(*args, **kwargs):
+        marks["called"] = time.perf_counter()
+        for event in ask(*args, **kwargs):
+            if event[0] == "token" and "first" not in marks:
+                marks["first"] = time.perf_counter()
+            yield event
+    return ask_traced
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="questions asked (from data/questions.json)")
@@ -57,10 +69,18 @@ def main() -> None:
                 page.goto(url)
                 page.wait_for_selector("#question textarea", timeout=60_000)
                 browser_first_token(page, QUESTIONS[0])  # warm-up: the index is built at the first question
+                ask, marks = corpus.ask, {}
                 for question in QUESTIONS[1:args.rounds + 1]:
+                    marks.clear()
+                    corpus.ask = traced(ask, marks)  # the page's handler looks it up at each question
+                    sent = time.perf_counter()
                     in_browser = browser_first_token(page, question)
+                    corpus.ask = ask
                     engine = next(v for k, v in corpus.ask(question) if k == "answer").timings["first_token_s"]
-                    rows.append({"question": question, "browser_s": round(in_browser, 3), "engine_s": round(engine, 3)})
+                    rows.append({"question": question, "browser_s": round(in_browser, 3), "engine_s": round(engine, 3),
+                                 "send_to_server_s": round(marks["called"] - sent, 3),
+                                 "server_first_token_s": round(marks["first"] - marks["called"], 3),
+                                 "token_to_page_s": round(sent + in_browser - marks["first"], 3)})
                     print(rows[-1], flush=True)
                 browser.close()
         finally:
@@ -71,6 +91,8 @@ def main() -> None:
         "median_browser_s": statistics.median(r["browser_s"] for r in rows),
         "median_engine_s": statistics.median(r["engine_s"] for r in rows),
         "median_difference_s": round(statistics.median(r["browser_s"] - r["engine_s"] for r in rows), 3),
+        "median_send_to_server_s": statistics.median(r["send_to_server_s"] for r in rows),
+        "median_token_to_page_s": statistics.median(r["token_to_page_s"] for r in rows),
         "rounds": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
         "date": time.strftime("%Y-%m-%d"), "load_average_at_end": round(os.getloadavg()[0], 2)}
     out = ROOT / "bench" / "results" / "app_first_token_bench.json"
