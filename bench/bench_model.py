@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engine.generate import greedy_tokens
+from engine.generate import generate_tokens
 from engine.model_files import resolve_model_path
 from engine.runtime import default_dtype, load_runtime
 
@@ -76,7 +76,7 @@ def prefill_rates(ours, theirs, device: torch.device, lengths: list[int], repeat
 def decode_rates(ours, theirs, device: torch.device, new_tokens: int) -> dict:
     prompt = ours.tokenizer.encode("Write a long story about a lighthouse keeper and the sea.")
     started = time.perf_counter()
-    produced = sum(1 for _ in greedy_tokens(ours.model, prompt, new_tokens, stop_ids=set()))
+    produced = sum(1 for _ in generate_tokens(ours.model, prompt, new_tokens, stop_ids=set()))
     mine = produced / (time.perf_counter() - started)
     ids = torch.tensor([prompt], device=device)
     started = time.perf_counter()

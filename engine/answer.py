@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 
 from engine.attention import AttentionMass
-from engine.generate import greedy_tokens, stream_text
+from engine.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
@@ -185,14 +185,14 @@ def repeats_a_line(text: str) -> bool:
 
 
 def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
-                  started: float) -> Iterator[tuple[str, object]]:
+                  started: float, temperature: float = 0.0) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
     prompt = build_prompt(runtime, excerpts, question)
     result = Answer()
     produced: list[int] = []
 
     def counted():
-        for token in greedy_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids):
+        for token in generate_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids, temperature):
             produced.append(token)
             yield token
 

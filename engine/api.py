@@ -15,16 +15,20 @@ from engine.answer import Answer, answer_stream, excerpts_for_blocks
 from engine.calibration import calibration_for
 from engine.errors import UsageError
 from engine.config import EngineConfig, load_config
-from engine.memory import ProcessReport, config_for_store, process_store, require_same_model
+from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
+                           store_figures)
 from engine.retrieval import KeyIndex, retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
-from ingest.pipeline import RunSummary, ingest
+from ingest.extract import CODE, MARKDOWN, PDF, RST
+from ingest.pipeline import Progress, RunSummary, ingest
 from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
 
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
+# File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
+READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
 
 
 class EngineStore:
@@ -44,14 +48,25 @@ class EngineStore:
     def root(self) -> Path:
         return self.store.root
 
-    def add(self, paths: list[Path]) -> RunSummary:
+    def add(self, paths: list[Path], progress: Progress | None = None) -> RunSummary:
         """Ingests `paths` with this model's tokenizer (the store must be open for writing); `process()` reads them."""
         tokenizer = self.runtime.tokenizer
-        return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint))
+        try:
+            return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint),
+                          progress=progress)
+        except StoreError as error:
+            raise UsageError(str(error)) from error
 
-    def process(self, progress: Callable[[int, int], None] | None = None) -> ProcessReport:
+    def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False) -> ProcessReport:
+        """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
+        segments out to every rank (`engine.sharded`)."""
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
-        report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
+        if across_ranks:
+            from engine.sharded import coordinate
+
+            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress)
+        else:
+            report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
         self._index = None
         return report
 
@@ -60,10 +75,20 @@ class EngineStore:
             self._index = KeyIndex.build(self.root, self.store.db, self.config)
         return self._index
 
-    def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128,
-            lexical: bool = True) -> Iterator[tuple[str, object]]:
+    def refresh(self) -> None:
+        """Catches up with what another writer committed since this store was opened (config, new segments)."""
+        if self.config is None:
+            self.config = load_config(self.store.db)
+            require_same_model(self.config, self.runtime)
+        elif self._index is not None:
+            self._index.refresh(self.root, self.store.db)
+
+    def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
+            temperature: float = 0.0) -> Iterator[tuple[str, object]]:
+        """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
         if not question.strip():
             raise UsageError("the question is empty")
+        self.refresh()
         if self.config is None or self.index().tokens == 0:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
@@ -72,10 +97,25 @@ class EngineStore:
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
-        for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started):
+        for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(value, Answer):
                 value.timings["retrieve_s"] = retrieved
             yield kind, value
+
+    def documents(self) -> list[dict]:
+        """Every document the store knows (path, name, kind, status, reason, tokens, date), live ones first."""
+        return catalog.documents_table(self.store.db)
+
+    def remove(self, path: str) -> bool:
+        """Stops citing and retrieving the document at `path` (until it is ingested again)."""
+        return catalog.remove_document(self.store.db, path)
+
+    def lines(self, name: str, page: int | None, first: int, last: int) -> tuple[int, list[str]]:
+        """Lines of a live document by its name, as a citation names it: (first line number, lines)."""
+        return catalog.document_lines(self.store.db, name, page, first, last)
+
+    def figures(self) -> StoreFigures:
+        return store_figures(self.root, self.store.db, self.runtime)
 
     def close(self) -> None:
         self.store.close()

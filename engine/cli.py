@@ -14,10 +14,11 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.errors import UsageError
+from engine.errors import RunError, UsageError
 from engine.model_files import ModelError
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 1  # a run that stopped part way; the same command resumes it
 
 
 def default_store() -> Path:
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--follow-outside", action="store_true",
                         help="follow symbolic links that lead outside the given paths")
     ingest.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    ingest.add_argument("--devices", default=None, metavar="LIST",
+                        help="read with one process per device, e.g. cpu,cpu or cuda:0,cuda:1 (under torchrun "
+                             "leave it out: each rank takes cuda:LOCAL_RANK)")
     ingest.add_argument("--no-process", action="store_true",
                         help="only add the files to the catalog; the model reads them at the next ingest")
 
@@ -62,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
     ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
 
-    sub.add_parser("chat", parents=[common], help="start the web chat")
+    chat = sub.add_parser("chat", parents=[common], help="start the web chat")
+    chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    chat.add_argument("--port", type=int, default=7860)
+    chat.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login for every request")
+    chat.add_argument("--max-upload-mb", type=float, default=50.0, help="largest file accepted by upload (default 50)")
 
     selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")
     selftest.add_argument("test", choices=["passkey"])
@@ -76,26 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Subcommands whose issue has not landed yet; they say so and exit non-zero, never inventing output.
-NOT_YET = {
-    "chat": "the web chat arrives with issue 6",
-}
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
-    if args.command in NOT_YET:
-        print(f"engine {args.command}: not available yet: {NOT_YET[args.command]}", file=sys.stderr)
-        return EXIT_USAGE
     command = importlib.import_module(f"engine.commands.{args.command}")
     try:
         return command.run(args) or 0
     except (UsageError, ModelError) as error:
         print(f"engine {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except RunError as error:
+        print(f"engine {args.command}: {error}", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"engine {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -51,9 +51,12 @@ def load_config(db) -> EngineConfig | None:
     raw = catalog.get_meta(db, "engine_config")
     if raw is None:
         return None
-    values = json.loads(raw)
+    return config_from_values(json.loads(raw))
+
+
+def config_from_values(values: dict) -> EngineConfig:
+    """An EngineConfig from its JSON form (the catalog's, or what rank 0 sends the other ranks)."""
     if values.get("format", 0) > ENGINE_FORMAT:
         raise UsageError(f"the store's engine state has format {values['format']}, newer than this wholecorpus "
                          f"reads ({ENGINE_FORMAT}): upgrade wholecorpus or use another --store")
-    values["heads"] = [tuple(head) for head in values["heads"]]
-    return EngineConfig(**values)
+    return EngineConfig(**(values | {"heads": [tuple(head) for head in values["heads"]]}))

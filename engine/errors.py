@@ -3,3 +3,8 @@
 
 class UsageError(Exception):
     """Bad input from the user: an empty prompt, a missing path, a store that cannot be used."""
+
+
+class RunError(Exception):
+    """A run that stopped part way through no fault of the input (a rank or device lost): what it committed
+    stays committed, and the same command run again resumes."""

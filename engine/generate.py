@@ -1,4 +1,4 @@
-"""Chat-templated greedy generation that streams text as it is produced."""
+"""Chat-templated generation (greedy, or sampled at a temperature) that streams text as it is produced."""
 
 from __future__ import annotations
 
@@ -34,15 +34,25 @@ def question_prompt(tokenizer: ChatTokenizer, question: str) -> tuple[list[int],
 
 
 @torch.inference_mode()
-def greedy_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
-    """Token ids chosen greedily one at a time, stopping at a stop id (not yielded) or the budget."""
+def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int],
+                    temperature: float = 0.0, seed: int | None = None) -> Iterator[int]:
+    """Token ids one at a time, stopping at a stop id (not yielded) or the budget: the most likely token at
+    temperature 0, else a draw from the softmax of logits / temperature (`seed` makes draws repeatable)."""
     device = model.embed.weight.device
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
     attention = model.cached_attention(1, len(prompt_ids) + max_new_tokens)
     tokens, start = torch.tensor([prompt_ids], device=device), 0
     for _ in range(max_new_tokens):
-        logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1])
+        logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1]).float()
         start += tokens.shape[1]
-        chosen = int(logits.argmax(-1))
+        if temperature > 0:
+            chosen = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
+        else:
+            chosen = int(logits.argmax(-1))
         if chosen in stop_ids:
             return
         yield chosen

@@ -15,8 +15,10 @@ recorded segments all have whole state files, and a re-run carries on from the f
 from __future__ import annotations
 
 import json
+import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +31,7 @@ from engine.calibration import Calibration
 from engine.config import EngineConfig, load_config
 from engine.errors import UsageError
 from engine.runtime import Runtime
-from engine.states import write_state
+from engine.states import STATES, write_state
 from ingest import catalog
 from ingest.sequence import read_tokens
 
@@ -69,7 +71,11 @@ def encode_segment(runtime: Runtime, config: EngineConfig, ids: np.ndarray) -> n
 
 
 @dataclass
-class ProcessReport:
+class RankLoad:
+    """What one rank computed in a pass: its segments, tokens and its own seconds on them."""
+
+    rank: int
+    device: str
     segments: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -79,23 +85,77 @@ class ProcessReport:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class ProcessReport:
+    segments: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    ranks: list[RankLoad] = field(default_factory=list)
+    exchanged_bytes: int = 0  # tokens sent to other ranks and keys received from them
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def planned_segments(db, config: EngineConfig) -> list[tuple[int, int]]:
+    """The unprocessed ranges cut into segments of `segment_tokens` (the last of a range may be shorter)."""
+    return [(start, min(start + config.segment_tokens, range_end))
+            for range_start, range_end in catalog.unprocessed_ranges(db)
+            for start in range(range_start, range_end, config.segment_tokens)]
+
+
+def pass_stamp() -> str:
+    """When a processing pass started, precise enough that two passes never share it."""
+    return datetime.now().astimezone().isoformat(timespec="microseconds")
+
+
 def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
                   progress: Callable[[int, int], None] | None = None) -> ProcessReport:
     """Reads every unprocessed range through the model; `progress(done_tokens, total_tokens)` after each segment."""
-    ranges = catalog.unprocessed_ranges(db)
-    total = sum(end - start for start, end in ranges)
-    report = ProcessReport()
-    started = time.perf_counter()
+    segments = planned_segments(db, config)
+    total = sum(end - start for start, end in segments)
+    load = RankLoad(0, str(runtime.device))
+    report = ProcessReport(ranks=[load])
+    started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
     tokens_file = root / "tokens.u32"
-    for range_start, range_end in ranges:
-        for start in range(range_start, range_end, config.segment_tokens):
-            end = min(start + config.segment_tokens, range_end)
-            keys = encode_segment(runtime, config, read_tokens(tokens_file, start, end))
-            write_state(root, start, end, keys)
-            catalog.record_segment(db, start, end)
-            report.segments += 1
-            report.tokens += end - start
-            report.seconds = time.perf_counter() - started
-            if progress is not None:
-                progress(report.tokens, total)
+    for start, end in segments:
+        began = time.perf_counter()
+        keys = encode_segment(runtime, config, read_tokens(tokens_file, start, end))
+        seconds = time.perf_counter() - began
+        write_state(root, start, end, keys)
+        catalog.record_segments(db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device, seconds)])
+        load.segments, load.tokens, load.seconds = load.segments + 1, load.tokens + end - start, load.seconds + seconds
+        report.segments, report.tokens = load.segments, load.tokens
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(report.tokens, total)
     return report
+
+
+@dataclass
+class StoreFigures:
+    """What a store holds and costs, for the app's corpus page."""
+
+    documents: int
+    tokens: int  # live tokens of the corpus
+    processed_tokens: int
+    unprocessed_tokens: int
+    bytes_on_disk: int
+    state_bytes: int
+    model: str
+
+    @property
+    def state_bytes_per_token(self) -> float:
+        return self.state_bytes / self.processed_tokens if self.processed_tokens else 0.0
+
+
+def store_figures(root: Path, db, runtime: Runtime) -> StoreFigures:
+    documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
+    live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
+    processed = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
+    files = [path for path in root.rglob("*") if path.is_file()]
+    states = [path for path in files if path.parent.name == STATES and path.suffix == ".safetensors"]
+    return StoreFigures(documents, live, processed, backlog, sum(path.stat().st_size for path in files),
+                        sum(path.stat().st_size for path in states), f"{runtime.source.name} ({runtime.digest[:12]})")

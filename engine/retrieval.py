@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -35,24 +35,38 @@ STOPWORDS = set("a an and are as at be by did do does for from had has have how 
 
 @dataclass
 class KeyIndex:
-    """One faiss inner-product index per retrieval head over every stored token key."""
+    """One faiss inner-product index per retrieval head over every stored token key.
+
+    Segments are only ever added to a store, so an open index catches up by adding the state files of
+    segments recorded since (`refresh`): a long-running reader (the web app) sees what an ingest beside it
+    commits without reading every state again. A segment is recorded only after its state file is whole.
+    """
 
     indexes: list[faiss.Index]
     positions: np.ndarray  # row -> token position in the sequence
+    segments: set[int] = field(default_factory=set)  # token_start of the segments added
 
     @classmethod
     def build(cls, root: Path, db, config: EngineConfig) -> "KeyIndex":
-        starts = [row[0] for row in db.execute("SELECT token_start FROM segments ORDER BY token_start")]
         dim = len(config.key_means[0])
-        indexes = [faiss.IndexFlatIP(dim) for _ in config.heads]
-        positions = []
+        index = cls([faiss.IndexFlatIP(dim) for _ in config.heads], np.zeros(0, dtype=np.int64))
+        index.refresh(root, db)
+        return index
+
+    def refresh(self, root: Path, db) -> int:
+        """Adds the segments recorded since the last call; returns how many."""
+        starts = [row[0] for row in db.execute("SELECT token_start FROM segments ORDER BY token_start")
+                  if row[0] not in self.segments]
+        positions = [self.positions]
         for start in starts:
             begin, end, keys = read_state(root, start)
             unit = keys.astype(np.float32) / 127.0
-            for head, index in enumerate(indexes):
+            for head, index in enumerate(self.indexes):
                 index.add(np.ascontiguousarray(unit[:, head]))
             positions.append(np.arange(begin, end, dtype=np.int64))
-        return cls(indexes, np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64))
+            self.segments.add(start)
+        self.positions = np.concatenate(positions)
+        return len(starts)
 
     @property
     def tokens(self) -> int:

@@ -22,12 +22,17 @@ Tables (created with sqlite-utils; WAL mode):
   over text and heading, kept current by triggers (not fired by tombstoning): a lexical path for retrieval.
 - `segments(token_start, token_end, created_at)`: written by the engine, one row per token range it
   has processed (its states written). Ingest never writes it.
+- `segment_work(token_start, token_end, pass_started, rank, world_size, host, device, seconds)`: who
+  computed each segment and how long its forward took (the engine's own seconds on that rank), written
+  with the `segments` row. Stores made before it lack the table: it is created on first write, and
+  readers treat a missing table as empty, so the format version stays 1.
 
 Hand-off to the engine, all functions of an open sqlite3/sqlite-utils connection:
 - `sequence_length(db)`: committed tokens in tokens.u32 (read them with `ingest.sequence.read_tokens`).
 - `unprocessed_ranges(db, live_only=True)`: sorted [start, end) ranges of [0, sequence_length) that no
   `segments` row covers (with live_only, tombstoned contents are left out too).
 - `record_segment(db, start, end)`: mark a range processed (call after its states are durable).
+- `record_segments(db, work)`: mark several ranges processed, with who computed them, in one transaction.
 - `citations(db, start, end)`: the live spans overlapping a token range, with every live path that
   holds them, page, lines and heading: what an answer cites.
 - `search_spans(db, query, limit)`: full-text search over live spans (FTS5 syntax).
@@ -46,7 +51,7 @@ import sqlite_utils
 
 FORMAT_VERSION = 1
 LIVE_STATUSES = ("ok", "partial")
-_LIVE = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"  # for SQL: d.status IN _LIVE
+LIVE_SQL = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"  # for SQL: d.status IN LIVE_SQL
 
 
 class StoreError(Exception):
@@ -130,7 +135,7 @@ def refresh_liveness(db: sqlite_utils.Database, content_ids: set[int]) -> None:
     for chunk in _chunks(sorted(content_ids), 500):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE contents SET live = EXISTS (SELECT 1 FROM documents d WHERE d.content_id = contents.id "
-                   f"AND d.status IN {_LIVE}) WHERE id IN ({marks})", chunk)
+                   f"AND d.status IN {LIVE_SQL}) WHERE id IN ({marks})", chunk)
         db.execute(f"UPDATE spans SET live = (SELECT live FROM contents c WHERE c.id = spans.content_id) "
                    f"WHERE content_id IN ({marks}) AND live != (SELECT live FROM contents c "
                    f"WHERE c.id = spans.content_id)", chunk)
@@ -161,6 +166,57 @@ def record_segment(db: sqlite_utils.Database, token_start: int, token_end: int) 
 
 
 @dataclass(frozen=True)
+class SegmentWork:
+    """One processed segment and who computed it: `seconds` is that rank's own time on the segment."""
+
+    token_start: int
+    token_end: int
+    pass_started: str
+    rank: int
+    world_size: int
+    host: str
+    device: str
+    seconds: float
+
+
+_SEGMENT_WORK = ("CREATE TABLE IF NOT EXISTS segment_work (token_start INTEGER PRIMARY KEY, token_end INTEGER, "
+                 "pass_started TEXT, rank INTEGER, world_size INTEGER, host TEXT, device TEXT, seconds REAL)")
+
+
+def record_segments(db: sqlite_utils.Database, work: list[SegmentWork]) -> None:
+    """Marks every segment of `work` processed, with who computed it, in one transaction (states durable first)."""
+    with db.atomic():
+        db.execute(_SEGMENT_WORK)
+        stamp = now()
+        for item in work:
+            db.execute("INSERT OR REPLACE INTO segments(token_start, token_end, created_at) VALUES (?, ?, ?)",
+                       [item.token_start, item.token_end, stamp])
+            db.execute("INSERT OR REPLACE INTO segment_work VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [item.token_start, item.token_end, item.pass_started, item.rank, item.world_size,
+                        item.host, item.device, item.seconds])
+
+
+def processing_passes(db: sqlite_utils.Database, limit: int = 3) -> list[dict[str, Any]]:
+    """The latest processing passes, newest first, each with every rank's segments, tokens and tokens/s."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segment_work'").fetchone():
+        return []
+    passes = [row[0] for row in db.execute("SELECT DISTINCT pass_started FROM segment_work "
+                                           "ORDER BY pass_started DESC LIMIT ?", [limit])]
+    report = []
+    for started in passes:
+        ranks = []
+        for rank, world, host, device, segments, tokens, seconds, first, last in db.execute(
+                "SELECT rank, world_size, host, device, count(*), sum(token_end - token_start), sum(seconds), "
+                "min(token_start), max(token_end) FROM segment_work WHERE pass_started = ? "
+                "GROUP BY rank, world_size, host, device ORDER BY rank", [started]):
+            ranks.append({"rank": rank, "world_size": world, "host": host, "device": device, "segments": segments,
+                          "tokens": tokens, "seconds": seconds, "first_token": first, "last_token": last,
+                          "tokens_per_second": tokens / seconds if seconds else 0.0})
+        report.append({"started_at": started, "ranks": ranks})
+    return report
+
+
+@dataclass(frozen=True)
 class Citation:
     span_id: int
     paths: tuple[str, ...]  # every live document name holding this text (identical files are stored once)
@@ -178,7 +234,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
     rows = db.execute(
         "SELECT s.id, s.page, s.line_start, s.line_end, s.heading, s.token_start, s.token_end, "
         "group_concat(d.name, char(31)), max(d.date) FROM spans s JOIN documents d ON d.content_id = s.content_id "
-        f"AND d.status IN {_LIVE} WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
+        f"AND d.status IN {LIVE_SQL} WHERE s.live = 1 AND s.token_start < ? AND s.token_end > ? "
         "GROUP BY s.id ORDER BY s.token_start", [token_end, token_start]).fetchall()
     return [Citation(r[0], tuple(sorted(r[7].split("\x1f"))), r[1], r[2], r[3], r[4], r[5], r[6], r[8])
             for r in rows]
@@ -187,7 +243,7 @@ def citations(db: sqlite_utils.Database, token_start: int, token_end: int) -> li
 def search_spans(db: sqlite_utils.Database, query: str, limit: int = 20) -> list[dict[str, Any]]:
     """Live spans matching an FTS5 query, best first: id, name, lines, page, heading, token range, text."""
     sql = ("SELECT s.id, (SELECT min(d.name) FROM documents d WHERE d.content_id = s.content_id "
-           f"AND d.status IN {_LIVE}) AS name, s.line_start, s.line_end, s.page, s.heading, "
+           f"AND d.status IN {LIVE_SQL}) AS name, s.line_start, s.line_end, s.page, s.heading, "
            "s.token_start, s.token_end, s.text FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
            "WHERE spans_fts MATCH ? AND s.live = 1 ORDER BY spans_fts.rank LIMIT ?")
     try:
@@ -228,6 +284,7 @@ def status_report(db: sqlite_utils.Database) -> dict[str, Any]:
         "problems": problems,
         "unprocessed": {"tokens": sum(end - start for start, end in backlog), "ranges": len(backlog),
                         "processed_segments": db.execute("SELECT count(*) FROM segments").fetchone()[0]},
+        "processing": processing_passes(db),
         "last_run": None if last_run is None else {
             "id": last_run[0], "started_at": last_run[1], "finished_at": last_run[2], "status": last_run[3],
             "summary": json.loads(last_run[4]) if last_run[4] else None},
@@ -237,3 +294,42 @@ def status_report(db: sqlite_utils.Database) -> dict[str, Any]:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def documents_table(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every document the store knows, for a listing: path, name, kind, status, reason, tokens, date."""
+    cursor = db.execute(
+        "SELECT d.path, d.name, coalesce(d.kind, 'other') AS kind, d.status, coalesce(d.reason, '') AS reason, "
+        "coalesce(c.token_end - c.token_start, 0) AS tokens, d.date FROM documents d "
+        "LEFT JOIN contents c ON c.id = d.content_id ORDER BY d.status = 'removed', d.name")
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def remove_document(db: sqlite_utils.Database, path: str) -> bool:
+    """Tombstones one document (by its path): it is no longer cited or retrieved. False when no live one has it."""
+    row = db.execute(f"SELECT id, content_id FROM documents WHERE path = ? AND status IN {LIVE_SQL}", [path]).fetchone()
+    if row is None:
+        return False
+    with db.atomic():
+        db.execute("UPDATE documents SET status = 'removed', reason_code = 'removed', reason = 'removed by the user' "
+                   "WHERE id = ?", [row[0]])
+        if row[1] is not None:
+            refresh_liveness(db, {row[1]})
+    return True
+
+
+def document_lines(db: sqlite_utils.Database, name: str, page: int | None, first: int,
+                   last: int) -> tuple[int, list[str]]:
+    """Lines `first`..`last` (1-based; within `page` for a PDF) of the live document called `name`, as far as
+    its spans reach: (the first line's number, the lines). Spans tile a document, so their texts join exactly."""
+    rows = db.execute(
+        "SELECT s.line_start, s.text FROM spans s WHERE s.content_id = (SELECT d.content_id FROM documents d "
+        f"WHERE d.name = ? AND d.status IN {LIVE_SQL} LIMIT 1) AND s.page IS ? AND s.line_end >= ? AND s.line_start <= ? "
+        "ORDER BY s.ordinal", [name, page, first, last]).fetchall()
+    if not rows:
+        return first, []
+    start = rows[0][0]
+    lines = "".join(text for _, text in rows).split("\n")
+    low, high = max(first, start), min(last, start + len(lines) - 1)
+    return low, lines[low - start:high - start + 1]

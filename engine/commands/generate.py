@@ -8,7 +8,7 @@ import sys
 import time
 
 from engine.errors import UsageError
-from engine.generate import chat_prompt_ids, greedy_tokens, stream_text
+from engine.generate import chat_prompt_ids, generate_tokens, stream_text
 from engine.runtime import load_runtime
 
 
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     def counted():
         nonlocal new_tokens
-        for token in greedy_tokens(runtime.model, prompt_ids, args.max_new_tokens, runtime.tokenizer.stop_ids):
+        for token in generate_tokens(runtime.model, prompt_ids, args.max_new_tokens, runtime.tokenizer.stop_ids):
             new_tokens += 1
             yield token
 

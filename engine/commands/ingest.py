@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.errors import UsageError
+from engine.errors import RunError, UsageError
 from engine.model_files import resolve_model_path
 from ingest import catalog
 from ingest.catalog import StoreError
@@ -31,6 +33,19 @@ QUIET_REASONS = {"empty", "binary"}  # expected in any repository: counted, not 
 
 
 def run(args: argparse.Namespace) -> int:
+    placement = devices = None
+    if args.devices or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # imports torch: only for several devices
+        from engine.devices import parse_devices, torchrun_placement
+
+        placement = torchrun_placement(args.device)
+        if args.devices and placement is not None:
+            raise UsageError("--devices starts its own processes: under torchrun leave it out (each rank takes "
+                             "cuda:LOCAL_RANK, or the CPU with --device cpu)")
+        if args.devices and args.device:
+            raise UsageError("give --device or --devices, not both")
+        devices = parse_devices(args.devices) if args.devices else None
+    if placement is not None and placement.rank != 0:
+        return _serve(placement, args.model)
     for path in args.paths:
         if not path.exists() and not path.is_symlink():
             raise UsageError(f"path not found: {path}")
@@ -54,24 +69,72 @@ def run(args: argparse.Namespace) -> int:
                 summary = ingest(store, args.paths, tokenizer, options, display, _model_key(model_path))
             if not args.json:
                 _print_summary(Console(), summary, args.store)
-            processed = None if args.no_process else _process(store, args.model, args.device, console)
+            wanted = not args.no_process and bool(catalog.unprocessed_ranges(store.db))
+            processed = _on_devices(store, args.model, args.device, devices, placement, wanted, console)
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
-        print(json.dumps(summary.as_dict() | {"processed": processed and processed.__dict__}))
+        print(json.dumps(summary.as_dict() | {"processed": processed and asdict(processed)}))
     elif processed is not None:
         Console().print(f"engine: read {processed.tokens:,} new tokens in {processed.segments} segment(s), "
                         f"{processed.seconds:.1f} s ({processed.tokens_per_second:,.0f} tokens/s)")
+        if len(processed.ranks) > 1:
+            for load in processed.ranks:
+                Console().print(f"  rank {load.rank} ({load.device}): {load.segments} segment(s), {load.tokens:,} "
+                                f"tokens, {load.tokens_per_second:,.0f} tokens/s", highlight=False)
     return 0
 
 
-def _process(store: Store, model: str | None, device: str | None, console: Console):
+def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,
+                wanted: bool, console: Console):
+    """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
+    if placement is None and not wanted:
+        return None
+    from engine.devices import Cluster  # imports torch: only when the model must read or ranks wait
+    from engine.sharded import RankLost, release
+
+    if placement is not None:  # under torchrun the other ranks wait for rank 0's word, work or not
+        with Cluster.torchrun(placement) as cluster:
+            if not wanted:
+                release()
+                return None
+            try:
+                return _process(store, model, placement.device, console, across_ranks=True)
+            except RankLost as lost:
+                raise RunError(_stopped_message(cluster, lost)) from lost
+    if devices is None or len(devices) == 1:
+        return _process(store, model, devices[0] if devices else device, console)
+    with Cluster.spawn(devices, model) as cluster:
+        try:
+            return _process(store, model, devices[0], console, across_ranks=True)
+        except RankLost as lost:
+            raise RunError(_stopped_message(cluster, lost)) from lost
+
+
+def _stopped_message(cluster, lost) -> str:
+    return (f"{cluster.who_stopped()} stopped mid-run: {lost.stored} of {lost.planned} segments are stored; "
+            f"run the same command again to finish the rest")
+
+
+def _serve(placement, model: str | None) -> int:
+    """A torchrun rank other than 0: it never opens the store, it computes what rank 0 deals out."""
+    from engine.devices import join, leave
+    from engine.runtime import load_runtime
+    from engine.sharded import serve
+
+    join(placement)
+    try:
+        serve(placement, lambda: load_runtime(model, placement.device))
+    finally:
+        leave()
+    return 0
+
+
+def _process(store: Store, model: str | None, device: str | None, console: Console, across_ranks: bool = False):
     """The engine's pass over what is new: the model reads it and the segment states are written."""
     from engine.api import EngineStore  # imports torch: only when the model must read
     from engine.runtime import load_runtime
 
-    if not catalog.unprocessed_ranges(store.db):
-        return None
     memory = EngineStore(store, load_runtime(model, device))
     columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
@@ -83,7 +146,7 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
             rate = done / max(time.perf_counter() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} tok/s")
 
-        return memory.process(advance)
+        return memory.process(advance, across_ranks)
 
 
 def _model_key(model_path: Path) -> str:

@@ -116,6 +116,15 @@ def _print(console: Console, report: dict) -> None:
                  else "none (built in memory when the store is opened)")
         figures.add_row("states / index on disk", f"{engine['state_bytes'] / 2**20:,.1f} MB / {index}")
         figures.add_row("state bytes per token", per_token)
+    for processing in report["processing"][:1]:  # the latest pass; --json has the last few
+        ranks = Table(title=f"engine pass of {processing['started_at']}", title_justify="left")
+        for name in ("rank", "host", "device", "segments", "tokens", "tokens/s", "first–last token"):
+            ranks.add_column(name, justify="right" if name in ("segments", "tokens", "tokens/s") else "left")
+        for load in processing["ranks"]:
+            ranks.add_row(f"{load['rank']}/{load['world_size']}", load["host"], load["device"], f"{load['segments']:,}",
+                          f"{load['tokens']:,}", f"{load['tokens_per_second']:,.0f}",
+                          f"{load['first_token']:,}–{load['last_token']:,}")
+        console.print(ranks)
     run = report["last_run"]
     if run:
         figures.add_row("last run", f"#{run['id']} {run['status']}, {run['started_at']}")

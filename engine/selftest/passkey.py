@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.generate import greedy_tokens, stream_text
+from engine.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
@@ -57,7 +57,7 @@ def full_attention_answer(runtime: Runtime, trial: PasskeyTrial, max_new_tokens:
     tokenizer = runtime.tokenizer
     prompt = tokenizer.render_chat([{"role": "user", "content": f"{trial.haystack}\n\n{QUESTION}"}])
     prompt_ids = tokenizer.encode(prompt) + tokenizer.encode("The pass key is")
-    ids = greedy_tokens(runtime.model, prompt_ids, max_new_tokens, tokenizer.stop_ids)
+    ids = generate_tokens(runtime.model, prompt_ids, max_new_tokens, tokenizer.stop_ids)
     return "".join(stream_text(tokenizer, ids))
 
 

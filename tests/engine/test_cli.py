@@ -87,10 +87,13 @@ def test_empty_prompt_is_refused(tiny_gguf):
     assert result.returncode == 2 and "prompt is empty" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unavailable_subcommand_says_so_and_prints_nothing_made_up(tmp_path):
-    result = run_engine("chat", "--store", str(tmp_path / "store"))
-    assert result.returncode == 2
-    assert result.stdout == "" and "not available yet" in result.stderr
+@pytest.mark.parametrize("option, expected", [(["--auth", "alice"], "USER:PASS"),
+                                              (["--auth", ":secret"], "USER:PASS"),
+                                              (["--max-upload-mb", "0"], "--max-upload-mb")])
+def test_chat_refuses_bad_options_before_serving_anything(tmp_path, option, expected):
+    result = run_engine("chat", "--store", str(tmp_path / "store"), *option)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == "" and not (tmp_path / "store").exists()
 
 
 def test_unknown_device_is_refused(tiny_gguf):

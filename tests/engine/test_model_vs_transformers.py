@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.generate import chat_prompt_ids, greedy_tokens
+from engine.generate import chat_prompt_ids, generate_tokens
 from engine.runtime import load_runtime
 
 transformers = pytest.importorskip("transformers")
@@ -41,9 +41,9 @@ def test_logits_match_transformers(ours, reference, prompt):
     assert (mine - theirs).abs().max().item() < 1e-3
 
 
-def test_greedy_tokens_match_transformers(ours, reference):
+def test_greedy_generation_matches_transformers(ours, reference):
     prompt_ids = chat_prompt_ids(ours.tokenizer, "Name three rivers in Europe and one fact about each.")
-    mine = list(greedy_tokens(ours.model, prompt_ids, 32, stop_ids=set()))
+    mine = list(generate_tokens(ours.model, prompt_ids, 32, stop_ids=set()))
     with torch.inference_mode():
         theirs = reference.generate(torch.tensor([prompt_ids]), max_new_tokens=32, min_new_tokens=32,
                                     do_sample=False, eos_token_id=None, pad_token_id=None)
@@ -54,7 +54,20 @@ def test_greedy_tokens_match_transformers(ours, reference):
 def test_cached_decoding_matches_one_full_forward(ours):
     """Logits of the last position are the same whether the prefix came through the KV cache or not."""
     prompt_ids = ours.tokenizer.encode("A short story about a lighthouse keeper who")
-    generated = list(greedy_tokens(ours.model, prompt_ids, 8, stop_ids=set()))
+    generated = list(generate_tokens(ours.model, prompt_ids, 8, stop_ids=set()))
     with torch.inference_mode():
         full = ours.model(torch.tensor([prompt_ids + generated[:-1]]))
     assert full[0, -1].argmax().item() == generated[-1]
+
+
+def test_sampling_is_repeatable_by_seed_and_tends_to_greedy_as_temperature_falls(ours):
+    prompt_ids = chat_prompt_ids(ours.tokenizer, "Write one sentence about the sea.")
+    greedy = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set()))
+    cold = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1e-4, seed=1))
+    first = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=7))
+    again = list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=7))
+    others = [list(generate_tokens(ours.model, prompt_ids, 12, stop_ids=set(), temperature=1.5, seed=seed))
+              for seed in (8, 9)]
+    assert cold == greedy
+    assert first == again
+    assert any(other != first for other in others)

@@ -1,0 +1,93 @@
+"""HTML for the page: an answer's sources with the part it used marked, a passage in its document, figures.
+
+Every piece of corpus text is escaped: documents are the user's, but a page that renders them raw would
+run whatever markup a downloaded file carries.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from app.corpus import AddProgress, AddResult
+from engine.memory import StoreFigures
+
+
+def where(citation: dict) -> str:
+    """'notes/wifi.md, lines 3-5' / 'manual.pdf, page 2, line 7'."""
+    page = f", page {citation['page']}" if citation.get("page") else ""
+    first, last = citation["start_line"], citation["end_line"]
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    return f"{citation['path']}{page}, {lines}"
+
+
+def marked_lines(first_line: int, lines: list[str], start: int, end: int) -> str:
+    """Numbered lines, those from `start` to `end` marked."""
+    rows = []
+    for number, line in enumerate(lines, start=first_line):
+        text = escape(line) or "&nbsp;"
+        cited = start <= number <= end
+        rows.append(f'<div class="line{" cited" if cited else ""}"><span class="num">{number}</span>'
+                    f'{"<mark>" + text + "</mark>" if cited else text}</div>')
+    return "".join(rows)
+
+
+def sources_html(citations: list[dict], grounded: bool, corpus_share: float) -> str:
+    note = "" if grounded else (
+        f'<p class="ungrounded">This answer drew little on your files ({corpus_share:.0%} of its attention): '
+        f"it may come from the model alone, and the passages below may not support it.</p>")
+    if not citations:
+        return note + '<p class="muted">No passage of your files carried the answer.</p>'
+    cards = []
+    for number, citation in enumerate(citations, start=1):
+        first, last = citation["context_lines"]
+        body = marked_lines(first, citation["context"].split("\n"), citation["start_line"], citation["end_line"])
+        cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>'
+                     f'<span class="score">{citation["score"]:.0%} of the answer\'s attention</span></div>'
+                     f'<div class="passage">{body}</div></div>')
+    return note + "".join(cards)
+
+
+def passage_html(citation: dict, first_line: int, lines: list[str]) -> str:
+    if not lines:
+        return f'<p class="muted">{escape(citation["path"])} is no longer in the store.</p>'
+    return (f'<div class="source"><div class="head"><b>{escape(where(citation))}</b> in its document</div>'
+            f'<div class="passage">{marked_lines(first_line, lines, citation["start_line"], citation["end_line"])}'
+            f"</div></div>")
+
+
+def figures_markdown(figures: StoreFigures, root: str) -> str:
+    per_token = f"{figures.state_bytes_per_token:.0f} bytes/token" if figures.processed_tokens else "—"
+    backlog = f", {figures.unprocessed_tokens:,} not read by the model yet" if figures.unprocessed_tokens else ""
+    return (f"**Store** `{root}` · **documents** {figures.documents:,} · **tokens** {figures.tokens:,}{backlog} · "
+            f"**on disk** {figures.bytes_on_disk / 2**20:,.1f} MB (engine states {per_token}) · "
+            f"**model** {figures.model}")
+
+
+def progress_text(progress: AddProgress) -> str:
+    if progress.total_tokens:
+        eta = progress.eta_seconds
+        return (f"{progress.phase}: {progress.tokens:,}/{progress.total_tokens:,} tokens, "
+                f"{progress.tokens_per_second:,.0f} tokens/s" + (f", about {eta:,.0f} s left" if eta else ""))
+    return (f"{progress.phase}: {progress.files:,}/{progress.total_files:,} files, {progress.tokens:,} tokens, "
+            f"{progress.tokens_per_second:,.0f} tokens/s")
+
+
+def add_result_markdown(result: AddResult) -> str:
+    lines = [f"Added {result.added:,}, updated {result.updated:,}, unchanged {result.unchanged:,}; the model read "
+             f"{result.tokens_read:,} new tokens in {result.seconds:,.1f} s."]
+    lines += [f"- refused **{escape(name)}**: {escape(reason)}" for name, reason in result.refused]
+    lines += [f"- skipped **{escape(name)}**: {escape(reason)}" for name, reason in result.skipped]
+    return "\n".join(lines)
+
+
+CSS = """
+.source { border: 1px solid var(--border-color-primary); border-radius: 6px; margin: 0 0 10px 0; }
+.source .head { display: flex; justify-content: space-between; padding: 4px 8px;
+                background: var(--background-fill-secondary); }
+.source .score, .muted { color: var(--body-text-color-subdued); }
+.passage { font-family: var(--font-mono); font-size: 12px; white-space: pre-wrap; padding: 4px 8px;
+           max-height: 260px; overflow-y: auto; }
+.passage .num { display: inline-block; width: 3em; color: var(--body-text-color-subdued); user-select: none; }
+.passage mark { background: #fde68a; color: inherit; }
+.ungrounded { color: #b45309; }
+"""

@@ -1,0 +1,203 @@
+"""Segment processing across ranks with one writer: rank 0 keeps the store, the others only compute.
+
+Rank 0 holds the store's write lock, its catalog and its token file; the other ranks never open the
+store, so they may run on other machines. The segments a pass must read are dealt round-robin in
+steps of `world_size`: rank 0 scatters to each rank its segment's token ids, every rank encodes its
+segment on its device, rank 0 gathers the int8 keys, writes each state file (temporary name, fsync,
+rename) and records the whole step in one catalog transaction. A step is stored whole or not at all.
+
+A rank that dies makes rank 0's next collective fail: the pass stops with `RankLost`, what was
+recorded stays, and the next run plans again from the catalog. Each segment is encoded by the same
+code from the same tokens whichever rank reads it, so the re-run's store equals a one-process store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from engine.config import EngineConfig, config_from_values
+from engine.devices import Placement
+from engine.errors import UsageError
+from engine.memory import ProcessReport, RankLoad, encode_segment, pass_stamp, planned_segments
+from engine.model_files import ModelError
+from engine.runtime import Runtime
+from engine.states import write_state
+from ingest import catalog
+from ingest.sequence import read_tokens
+
+# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments.
+EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
+
+
+class RankLost(Exception):
+    """A collective failed mid-pass: some rank is gone. `stored` of `planned` segments were committed."""
+
+    def __init__(self, stored: int, planned: int, cause: BaseException):
+        super().__init__(f"{stored} of {planned} segments stored ({cause})")
+        self.stored, self.planned, self.cause = stored, planned, cause
+
+
+@dataclass
+class Plan:
+    """What rank 0 tells the others before a pass: the engine config and the segments, or why not."""
+
+    config: dict | None
+    segments: list[tuple[int, int]]
+    stop: str | None = None
+
+
+def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
+               progress: Callable[[int, int], None] | None = None) -> ProcessReport:
+    """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step."""
+    world = dist.get_world_size()
+    segments = planned_segments(db, config)
+    try:
+        ranks = _handshake({"host": socket.gethostname(), "device": str(runtime.device), "digest": runtime.digest})
+        problems = [f"rank {rank} ({status['device']}): {status['error']}" for rank, status in enumerate(ranks)
+                    if status.get("error")]
+        problems += [f"rank {rank} ({status['device']}) loaded another model (digest {status['digest'][:12]}…)"
+                     for rank, status in enumerate(ranks) if status.get("digest") not in (None, runtime.digest)]
+        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), segments))
+    except (RuntimeError, dist.DistError) as error:
+        raise RankLost(0, len(segments), error) from error
+    if problems:
+        raise UsageError("; ".join(problems))
+
+    loads = [RankLoad(rank, status["device"]) for rank, status in enumerate(ranks)]
+    report = ProcessReport(ranks=loads)
+    total = sum(end - start for start, end in segments)
+    started, stamp = time.perf_counter(), pass_stamp()
+    comm = _comm_device(runtime)
+    tokens_file = root / "tokens.u32"
+    for first in range(0, len(segments), world):
+        step = segments[first:first + world]
+        outgoing = [_token_tensor(read_tokens(tokens_file, *segment) if segment else None, config, comm)
+                    for segment in step + [None] * (world - len(step))]
+        try:
+            keys, seconds = _step(runtime, config, step[0], outgoing, comm)
+        except (RuntimeError, dist.DistError) as error:
+            raise RankLost(report.segments, len(segments), error) from error
+        work = []
+        for rank, (start, end) in enumerate(step):
+            write_state(root, start, end, keys[rank][:end - start].cpu().numpy())
+            work.append(catalog.SegmentWork(start, end, stamp, rank, world, ranks[rank]["host"],
+                                            ranks[rank]["device"], float(seconds[rank])))
+            loads[rank].segments += 1
+            loads[rank].tokens += end - start
+            loads[rank].seconds += float(seconds[rank])
+            if rank:
+                report.exchanged_bytes += outgoing[rank].numel() * outgoing[rank].element_size()
+                report.exchanged_bytes += keys[rank].numel() * keys[rank].element_size()
+        catalog.record_segments(db, work)
+        report.segments += len(step)
+        report.tokens += sum(end - start for start, end in step)
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress(report.tokens, total)
+    return report
+
+
+def release() -> None:
+    """Rank 0 with nothing to process: the other ranks (waiting for a plan) are told to stop."""
+    _handshake({"host": socket.gethostname(), "device": None, "digest": None})
+    _send_plan(Plan(None, [], stop="nothing to process"))
+
+
+def serve(placement: Placement, load: Callable[[], Runtime]) -> None:
+    """A rank other than 0: load the model, report, then encode the segments rank 0 deals out until done."""
+    status = {"host": socket.gethostname(), "device": placement.device, "digest": None}
+    runtime = None
+    try:
+        runtime = load()
+        status["digest"] = runtime.digest
+    except (ModelError, UsageError, OSError, RuntimeError) as error:
+        status["error"] = str(error)
+    _handshake(status)
+    plan = _receive_plan()
+    if plan.stop is not None or runtime is None:
+        return
+    config = config_from_values(plan.config)
+    comm = _comm_device(runtime)
+    exit_after = _exit_hook(placement.rank)
+    handed = 0
+    world = dist.get_world_size()
+    for first in range(0, len(plan.segments), world):
+        mine = first + placement.rank
+        segment = plan.segments[mine] if mine < len(plan.segments) else None
+        _step(runtime, config, segment, None, comm)
+        handed += segment is not None
+        if exit_after is not None and handed >= exit_after:
+            os._exit(3)
+
+
+def _step(runtime: Runtime, config: EngineConfig, segment: tuple[int, int] | None,
+          outgoing: list[torch.Tensor] | None, comm: torch.device) -> tuple[list[torch.Tensor], list[float]]:
+    """One step on any rank: receive token ids (rank 0 sends them), encode, hand the keys to rank 0.
+
+    Returns, on rank 0, every rank's padded keys and seconds; elsewhere empty lists.
+    """
+    ids = torch.empty(config.segment_tokens, dtype=torch.int32, device=comm)
+    dist.scatter(ids, outgoing, src=0)
+    keys = torch.zeros(config.segment_tokens, len(config.heads), runtime.config.head_dim, dtype=torch.int8,
+                       device=comm)
+    seconds = torch.zeros(1, dtype=torch.float64, device=comm)
+    if segment is not None:
+        began = time.perf_counter()
+        length = segment[1] - segment[0]
+        encoded = encode_segment(runtime, config, ids[:length].cpu().numpy())
+        seconds[0] = time.perf_counter() - began
+        keys[:length] = torch.from_numpy(encoded).to(comm)
+    rank0 = dist.get_rank() == 0
+    gathered_keys = [torch.empty_like(keys) for _ in range(dist.get_world_size())] if rank0 else None
+    gathered_seconds = [torch.empty_like(seconds) for _ in range(dist.get_world_size())] if rank0 else None
+    dist.gather(keys, gathered_keys, dst=0)
+    dist.gather(seconds, gathered_seconds, dst=0)
+    if not rank0:
+        return [], []
+    return gathered_keys, [float(value.item()) for value in gathered_seconds]
+
+
+def _token_tensor(ids: np.ndarray | None, config: EngineConfig, comm: torch.device) -> torch.Tensor:
+    """A segment's token ids padded to `segment_tokens` (int32: every vocabulary fits)."""
+    padded = torch.zeros(config.segment_tokens, dtype=torch.int32)
+    if ids is not None:
+        padded[:len(ids)] = torch.from_numpy(ids.astype(np.int32))
+    return padded.to(comm)
+
+
+def _comm_device(runtime: Runtime) -> torch.device:
+    """Where tensors must sit for the backend: the GPU for NCCL, the CPU for gloo."""
+    return runtime.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _handshake(status: dict) -> list[dict]:
+    every: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, status)
+    return every
+
+
+def _send_plan(plan: Plan) -> None:
+    dist.broadcast_object_list([plan], src=0)
+
+
+def _receive_plan() -> Plan:
+    box: list[Plan | None] = [None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _exit_hook(rank: int) -> int | None:
+    value = os.environ.get(EXIT_HOOK, "")
+    if not value:
+        return None
+    hook_rank, after = (int(part) for part in value.split(":"))
+    return after if hook_rank == rank else None

@@ -1,0 +1,97 @@
+"""The app in a real browser: Playwright driving Debian's Chromium headless against a running server.
+
+Under `.ci/run` (WHOLECORPUS_REQUIRE_BROWSER=1) a missing browser fails the test; elsewhere it is skipped
+with the reason. Screenshots and the time from pressing Send to the first streamed token (beside the
+engine's own `first_token_s` for the same question on the same store) go to bench/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
+from tests.app.conftest import serving
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+def chromium() -> str:
+    found = os.environ.get("WHOLECORPUS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package is not installed (`pip install -e '.[test]'`)"
+    if found is None:
+        missing = "Chromium is not installed (as root on Debian: `apt-get install chromium`; `.ci/setup test` does it)"
+    if missing is None:
+        return found
+    if os.environ.get("WHOLECORPUS_REQUIRE_BROWSER"):
+        pytest.fail(f"browser test cannot run: {missing}")
+    pytest.skip(f"browser test skipped: {missing}")
+
+
+@pytest.fixture(scope="module")
+def browser_page(sample_store, tmp_path_factory):
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    with serving(sample_store, tmp_path_factory.mktemp("browser")) as (url, corpus, root):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            yield page, corpus
+            browser.close()
+
+
+def ask(page, question: str, expected_source: str) -> tuple[float, str, str]:
+    """Sends `question`; returns (seconds to the first streamed token, answer, sources) once the sources
+    name `expected_source` (the test fails if they never do)."""
+    first_token = send_question(page, question)
+    page.wait_for_function("name => document.querySelector('#sources').innerText.includes(name)",
+                           arg=expected_source, timeout=TIMEOUT_MS)
+    answer = page.locator("#chat [data-testid='bot']").last.inner_text()
+    return first_token, answer, page.inner_text("#sources")
+
+
+def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path):
+    page, corpus = browser_page
+    _, answer, sources = ask(page, "Who leads project Osprey?", "data/notes/project-osprey.md")
+    assert "Kowalczyk" in answer
+    page.locator("#pick label").first.click()
+    page.wait_for_selector("#passage mark", timeout=60_000)
+    assert "Marta Kowalczyk" in page.inner_text("#passage")
+    page.screenshot(path=str(RESULTS / "app_chat.png"))
+
+    question = "When is my dentist appointment?"
+    browser_first, _, _ = ask(page, question, "todo.txt")
+    engine_first = next(value for kind, value in corpus.ask(question) if kind == "answer").timings["first_token_s"]
+
+    note = tmp_path / "sailing-notes.md"
+    note.write_text("# Sailing\n\nThe sailboat Kestrel is moored at pier 7 in Hamnen, berth B12.\n"
+                    "The spare tiller is kept in the blue locker on the pier.\n")
+    page.get_by_role("tab", name="Corpus").click()
+    page.set_input_files("#upload input[type='file']", str(note))
+    page.wait_for_function("() => document.querySelector('#documents').innerText.includes('sailing-notes.md')",
+                           timeout=TIMEOUT_MS)
+    page.screenshot(path=str(RESULTS / "app_corpus.png"), full_page=True)
+
+    page.get_by_role("tab", name="Chat").click()
+    _, answer, sources = ask(page, "Where is the sailboat Kestrel moored?", "sailing-notes.md")
+    assert answer.strip()
+    RESULTS.joinpath("app_first_token.json").write_text(json.dumps({
+        "what": "seconds from pressing Send to the first streamed token in Chromium, beside the engine's own "
+                "first_token_s for the same question on the same store (measured in tests/app/test_browser.py)",
+        "question": question, "browser_first_token_s": round(browser_first, 3),
+        "engine_first_token_s": round(engine_first, 3), "difference_s": round(browser_first - engine_first, 3),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU", "date": time.strftime("%Y-%m-%d"),
+        "load_average": os.getloadavg()[0]}, indent=1) + "\n")

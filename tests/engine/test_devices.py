@@ -1,0 +1,114 @@
+"""Processing on two CPU ranks (gloo): the store equals the one-process store, and a rank that dies
+mid-run stops the run cleanly; the re-run completes it with the same result. Segments are 64 tokens
+here so a corpus of a few hundred tokens is dealt over several steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlite_utils
+
+from engine.api import open_store
+from engine.calibration import calibration_for
+from engine.cli import main
+from engine.config import EngineConfig
+from engine.runtime import load_runtime
+from engine.states import read_state
+from ingest import catalog
+from tests.engine.test_memory import write_corpus
+
+SEGMENT = 64
+QUESTION = "What is the combination of the bike lock?"
+ANSWER_TOKENS = 4  # the answer's start is enough to differ if its context did; CPU generation is slow
+
+
+@pytest.fixture(scope="module")
+def runtime(default_model_path):
+    return load_runtime(str(default_model_path), "cpu")
+
+
+def new_store(root: Path, corpus: Path, runtime) -> None:
+    """The corpus ingested (not processed) into a store whose engine reads segments of SEGMENT tokens."""
+    with open_store(root, runtime=runtime, write=True) as store:
+        store.add([corpus])
+        config = replace(EngineConfig.from_calibration(runtime, calibration_for(runtime)),
+                         segment_tokens=SEGMENT, segment_lengths=[SEGMENT])
+        catalog.set_meta(store.store.db, "engine_config", json.dumps(asdict(config)))
+
+
+def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, **env) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(root), "--devices", "cpu,cpu",
+               "--model", str(model)]
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1", **env)
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def segments_of(root: Path) -> list[tuple[int, int]]:
+    db = sqlite_utils.Database(root / "catalog.db")
+    return [tuple(row) for row in db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start")]
+
+
+def assert_same_states(root: Path, reference: Path) -> None:
+    assert segments_of(root) == segments_of(reference)
+    for start, end in segments_of(reference):
+        begin, stop, keys = read_state(root, start)
+        _, _, expected = read_state(reference, start)
+        assert (begin, stop) == (start, end)
+        assert keys.shape == expected.shape
+        assert np.abs(keys.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def answer_of(store):
+    return next(value for kind, value in store.ask(QUESTION, max_new_tokens=ANSWER_TOKENS) if kind == "answer")
+
+
+def assert_same_answer(root: Path, reference: Path, runtime) -> None:
+    with open_store(root, runtime=runtime) as store, open_store(reference, runtime=runtime) as one:
+        answer, expected_answer = answer_of(store), answer_of(one)
+    assert answer.text == expected_answer.text
+    assert answer.citations == expected_answer.citations
+    assert answer.citations and answer.text.strip()
+
+
+@pytest.fixture(scope="module")
+def corpus_and_reference(tmp_path_factory, runtime):
+    base = tmp_path_factory.mktemp("devices")
+    write_corpus(base / "corpus", filler_paragraphs=3)
+    new_store(base / "reference", base / "corpus", runtime)
+    with open_store(base / "reference", runtime=runtime, write=True) as store:
+        store.process()
+    assert len(segments_of(base / "reference")) >= 6
+    return base / "corpus", base / "reference"
+
+
+def test_two_ranks_give_the_one_process_store_even_after_losing_a_rank(tmp_path, corpus_and_reference, runtime,
+                                                                         default_model_path, capsys):
+    """One pass on two ranks where rank 1 dies after its first segment, then a clean pass that finishes:
+    both two-rank passes together must give the one-process store (three runs would cost a third more)."""
+    corpus, reference = corpus_and_reference
+    new_store(tmp_path / "store", corpus, runtime)
+    stopped = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, ENGINE_TEST_RANK_EXIT="1:1")
+    assert stopped.returncode == 1
+    planned = len(segments_of(reference))
+    assert f"rank 1 (cpu, exit code 3) stopped mid-run: 2 of {planned} segments are stored" in stopped.stderr
+    assert segments_of(tmp_path / "store") == segments_of(reference)[:2]
+
+    resumed = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_states(tmp_path / "store", reference)
+    assert_same_answer(tmp_path / "store", reference, runtime)
+
+    assert main(["status", "--store", str(tmp_path / "store"), "--json"]) == 0
+    latest, first = json.loads(capsys.readouterr().out)["processing"][:2]
+    assert [(load["rank"], load["world_size"], load["device"]) for load in latest["ranks"]] == [(0, 2, "cpu"),
+                                                                                                 (1, 2, "cpu")]
+    assert sum(load["segments"] for load in latest["ranks"]) == planned - 2
+    assert [load["segments"] for load in first["ranks"]] == [1, 1]
+    assert all(load["tokens_per_second"] > 0 for load in latest["ranks"])
