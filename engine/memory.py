@@ -31,7 +31,7 @@ from engine.calibration import Calibration
 from engine.config import EngineConfig, load_config
 from engine.errors import UsageError
 from engine.runtime import Runtime
-from engine.states import STATES, write_state
+from engine.states import recorded_state_bytes, write_state
 from ingest import catalog
 from ingest.sequence import read_tokens
 
@@ -153,9 +153,8 @@ class StoreFigures:
 def store_figures(root: Path, db, runtime: Runtime) -> StoreFigures:
     documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
     live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
-    processed = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+    _segments, processed, state_bytes = recorded_state_bytes(root, db)
     backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
-    files = [path for path in root.rglob("*") if path.is_file()]
-    states = [path for path in files if path.parent.name == STATES and path.suffix == ".safetensors"]
-    return StoreFigures(documents, live, processed, backlog, sum(path.stat().st_size for path in files),
-                        sum(path.stat().st_size for path in states), f"{runtime.source.name} ({runtime.digest[:12]})")
+    on_disk = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    return StoreFigures(documents, live, processed, backlog, on_disk, state_bytes,
+                        f"{runtime.source.name} ({runtime.digest[:12]})")
