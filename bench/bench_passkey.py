@@ -27,12 +27,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="default: bench/results/passkey_<device>.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the trials already in --out and run only the others (same seed, same haystacks)")
     args = parser.parse_args()
     load_at_start = os.getloadavg()
     runtime = load_runtime(None, args.device)
     out = args.out or Path(__file__).parent / "results" / f"passkey_{runtime.device.type}.json"
     started = time.perf_counter()
     results: list[TrialResult] = []
+    if args.resume and out.exists():
+        results = [TrialResult(t["length"], t["depth"], t["passed"], t["baseline_passed"], t["answer"])
+                   for t in json.loads(out.read_text())["trials"]]
+    done = {(r.length, round(r.depth, 3)) for r in results}
 
     def record(result: TrialResult) -> None:
         """Prints the trial and rewrites the report: a long run stopped early keeps the trials it finished."""
@@ -46,7 +52,8 @@ def main() -> None:
                               "baseline_passed": r.baseline_passed, "answer": r.answer} for r in results]}
         out.write_text(json.dumps(report, indent=2) + "\n")
 
-    run_passkey(runtime, parse_lengths(args.lengths), args.trials, on_result=record)
+    run_passkey(runtime, parse_lengths(args.lengths), args.trials, on_result=record,
+                skip=lambda length, depth: (length, round(depth, 3)) in done)
     report = json.loads(out.read_text())
     for row in report["lengths"]:
         print(f"{row['length']:>9,} tokens: engine {row['accuracy']:.0%} of {row['trials']}, "

@@ -85,8 +85,10 @@ def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
 
 
 def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0,
-                baseline_limit: int | None = None, on_result=None) -> list[TrialResult]:
-    """`trials` haystacks per length at depths spread evenly; the full-attention baseline where it fits."""
+                baseline_limit: int | None = None, on_result=None, skip=None) -> list[TrialResult]:
+    """`trials` haystacks per length at depths spread evenly; the full-attention baseline where it fits.
+    `skip(length, depth)` true leaves a trial out (its haystack is still drawn, so the others stay the same
+    as in a full run: how a long run stopped early is finished)."""
     baseline_limit = baseline_limit if baseline_limit is not None else runtime.config.trained_context
     rng = random.Random(seed)
     results = []
@@ -94,6 +96,8 @@ def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0
         for index in range(trials):
             depth = (index + 0.5) / trials
             trial = make_trial(runtime.tokenizer, length, rng, depth)
+            if skip is not None and skip(length, depth):
+                continue
             with tempfile.TemporaryDirectory(prefix="passkey-") as workdir:
                 answer = engine_answer(runtime, trial, Path(workdir))
             baseline = None
