@@ -80,6 +80,7 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
                 history[-1]["content"] = f"⚠ {value}"
                 yield history, gr.skip(), "", gr.skip(), gr.skip(), []
             else:
+                history[-1]["content"] = value.text  # the answer kept: a looping last line is dropped
                 choices = [(f"[{n}] {render.where(c)}", n - 1) for n, c in enumerate(value.citations, start=1)]
                 yield (history, gr.skip(), render.sources_html(value.citations, value.grounded, value.corpus_share),
                        gr.update(choices=choices, value=None), "", value.citations)

@@ -184,6 +184,13 @@ def repeats_a_line(text: str) -> bool:
     return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]
 
 
+def without_last_line(text: str) -> str:
+    """`text` without its last finished line and what follows it: a repeated line is dropped from the
+    answer kept (it has been streamed already)."""
+    lines = text.split("\n")
+    return "\n".join(lines[:-2]) + "\n" if len(lines) > 2 else ""
+
+
 def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
                   started: float, temperature: float = 0.0) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
@@ -203,6 +210,7 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
         pieces.append(piece)
         yield "token", piece
         if repeats_a_line("".join(pieces)):
+            pieces = [without_last_line("".join(pieces))]
             break
     result.text = "".join(pieces)
     if produced and excerpts:

@@ -181,9 +181,11 @@ def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_p
 
 
 def test_a_looping_answer_is_cut_at_the_first_repeated_line():
-    from engine.answer import repeats_a_line
+    from engine.answer import repeats_a_line, without_last_line
 
     assert not repeats_a_line("1. The appointment is on 12 June.\n")
     assert repeats_a_line("1. The appointment is on 12 June.\n2. The appointment is on 12 June.\n")
     assert not repeats_a_line("Line one.\n\nLine two.\n")
     assert not repeats_a_line("The same\nThe same")  # the last line is not finished yet
+    assert without_last_line("1. On 12 June.\n2. On 12 June.\n") == "1. On 12 June.\n"
+    assert without_last_line("Intro.\n1. On 12 June.\n2. On 12 June.\n3") == "Intro.\n1. On 12 June.\n"
