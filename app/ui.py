@@ -13,6 +13,7 @@ from app.corpus import AddProgress, Corpus
 from app.uploads import Upload
 from engine.api import READABLE_SUFFIXES
 from engine.errors import UsageError
+from engine.memory import StoreFigures
 from engine.selftest.passkey import run_passkey
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
@@ -42,12 +43,11 @@ def build_ui(corpus: Corpus) -> gr.Blocks:
     return page
 
 
-def empty_store_note(corpus: Corpus) -> str:
-    figures = corpus.figures()
+def empty_store_note(figures: StoreFigures, root: Path) -> str:
     if figures.processed_tokens:
         return ""
     return (f"**Your store is empty.** Add a folder or upload files on the **Corpus** tab, or run "
-            f"`engine ingest PATH --store {corpus.root}`; then ask here.")
+            f"`engine ingest PATH --store {root}`; then ask here.")
 
 
 def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
@@ -100,13 +100,8 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
                   api_name=False)
 
 
-def document_rows(corpus: Corpus) -> pd.DataFrame:
-    return pd.DataFrame(corpus.documents(), columns=DOCUMENT_COLUMNS)
-
-
-def removable(corpus: Corpus) -> gr.Dropdown:
-    live = [row for row in corpus.documents() if row["status"] in ("ok", "partial")]
-    return gr.update(choices=[(row["name"], row["path"]) for row in live], value=None)
+def removable(documents: list[dict]) -> gr.Dropdown:
+    return gr.update(choices=[(row["name"], row["path"]) for row in documents if row["live"]], value=None)
 
 
 def corpus_tab(corpus: Corpus, banner: gr.Markdown, page: gr.Blocks) -> None:
@@ -124,8 +119,9 @@ def corpus_tab(corpus: Corpus, banner: gr.Markdown, page: gr.Blocks) -> None:
         remove = gr.Button("Remove", variant="stop", scale=1)
 
     def refreshed():
-        return (render.figures_markdown(corpus.figures(), str(corpus.root)), document_rows(corpus),
-                removable(corpus), empty_store_note(corpus))
+        figures, rows = corpus.figures(), corpus.documents()
+        return (render.figures_markdown(figures, str(corpus.root)), pd.DataFrame(rows, columns=DOCUMENT_COLUMNS),
+                removable(rows), empty_store_note(figures, corpus.root))
 
     def reporter(progress: gr.Progress):
         def report(state: AddProgress) -> None:

@@ -103,7 +103,7 @@ class EngineStore:
             yield kind, value
 
     def documents(self) -> list[dict]:
-        """Every document the store knows (path, name, kind, status, reason, tokens, date), live ones first."""
+        """Every document the store knows (path, name, kind, status, reason, tokens, date, live), live ones first."""
         return catalog.documents_table(self.store.db)
 
     def remove(self, path: str) -> bool:
@@ -115,7 +115,7 @@ class EngineStore:
         return catalog.document_lines(self.store.db, name, page, first, last)
 
     def figures(self) -> StoreFigures:
-        return store_figures(self.root, self.store.db, self.runtime)
+        return store_figures(self.store, self.runtime)
 
     def close(self) -> None:
         self.store.close()

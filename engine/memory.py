@@ -34,6 +34,7 @@ from engine.runtime import Runtime
 from engine.states import recorded_state_bytes, write_state
 from ingest import catalog
 from ingest.sequence import read_tokens
+from ingest.store import Store
 
 
 def config_for_store(db, runtime: Runtime, calibration: Callable[[], Calibration]) -> EngineConfig:
@@ -150,11 +151,11 @@ class StoreFigures:
         return self.state_bytes / self.processed_tokens if self.processed_tokens else 0.0
 
 
-def store_figures(root: Path, db, runtime: Runtime) -> StoreFigures:
+def store_figures(store: Store, runtime: Runtime) -> StoreFigures:
+    db = store.db
     documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
     live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
-    _segments, processed, state_bytes = recorded_state_bytes(root, db)
+    _segments, processed, state_bytes = recorded_state_bytes(store.root, db)
     backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
-    on_disk = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
-    return StoreFigures(documents, live, processed, backlog, on_disk, state_bytes,
+    return StoreFigures(documents, live, processed, backlog, store.size_on_disk(), state_bytes,
                         f"{runtime.source.name} ({runtime.digest[:12]})")

@@ -297,10 +297,10 @@ def _chunks(items: list, size: int):
 
 
 def documents_table(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every document the store knows, for a listing: path, name, kind, status, reason, tokens, date."""
+    """Every document the store knows, for a listing: path, name, kind, status, reason, tokens, date, live."""
     cursor = db.execute(
         "SELECT d.path, d.name, coalesce(d.kind, 'other') AS kind, d.status, coalesce(d.reason, '') AS reason, "
-        "coalesce(c.token_end - c.token_start, 0) AS tokens, d.date FROM documents d "
+        f"coalesce(c.token_end - c.token_start, 0) AS tokens, d.date, d.status IN {LIVE_SQL} AS live FROM documents d "
         "LEFT JOIN contents c ON c.id = d.content_id ORDER BY d.status = 'removed', d.name")
     names = [c[0] for c in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
