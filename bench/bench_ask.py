@@ -85,7 +85,7 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
 
 def retrieved_files(store, question: str, top_k: int, lexical: bool) -> list[str]:
     """The files the retrieved blocks fall in (what retrieval alone found, before the answer)."""
-    blocks = retrieve(store.runtime, store.config, store.index(), store.store.db, question, top_k, lexical)
+    blocks = retrieve(store.runtime, store.config, store.index(), store.root, store.store.db, question, top_k, lexical)
     block_tokens = store.config.block_tokens
     return sorted({span.paths[0] for block, _ in blocks
                    for span in catalog.citations(store.store.db, block * block_tokens, (block + 1) * block_tokens)})

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from engine.api import open_store
-from engine.retrieval import lexical_block_ranking, model_block_scores, question_queries
+from engine.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 from engine.runtime import load_runtime
 from ingest import catalog
 
@@ -62,7 +62,8 @@ def main() -> None:
                 scores = model_block_scores(store.index(), question_queries(runtime, config, question["question"]),
                                             config.block_tokens)
                 model_top = sorted(scores, key=lambda b: -scores[b])[:args.top_k]
-                lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens)[:args.top_k]
+                lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens,
+                                                    text_reader(runtime, store.root))[:args.top_k]
                 answer = next(v for k, v in store.ask(question["question"], top_k=args.top_k) if k == "answer")
                 cited = [c for c in answer.citations if c["path"].endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],

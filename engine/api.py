@@ -93,7 +93,7 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        blocks = retrieve(self.runtime, self.config, self.index(), self.store.db, question, top_k, lexical)
+        blocks = retrieve(self.runtime, self.config, self.index(), self.root, self.store.db, question, top_k, lexical)
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)

@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -26,6 +27,7 @@ from engine.generate import question_prompt
 from engine.runtime import Runtime
 from engine.states import read_state
 from ingest import catalog
+from ingest.sequence import read_tokens
 
 CANDIDATES_PER_TOKEN = 256
 RRF_K = 60
@@ -102,19 +104,36 @@ def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens:
     return scores
 
 
+def question_words(question: str) -> list[str]:
+    """The question's content words, lower case, in order, once each."""
+    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and len(w) > 1]
+    return list(dict.fromkeys(words))
+
+
 def fts_query(question: str) -> str | None:
     """The question's content words, OR-ed, each quoted: FTS5 syntax can never be broken by user text."""
-    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and len(w) > 1]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words)) or None
+    return " OR ".join(f'"{w}"' for w in question_words(question)) or None
 
 
-def lexical_block_ranking(db, question: str, block_tokens: int, limit: int = 20) -> list[int]:
+def lexical_block_ranking(db, question: str, block_tokens: int, text_of: Callable[[int, int], str],
+                          limit: int = 20) -> list[int]:
+    """Blocks of the spans full-text search ranks best (BM25, SQLite FTS5), best span first; inside a span,
+    the blocks holding more of the question's words first and blocks holding none left out.
+
+    A span is several blocks and BM25 scores it whole: ranking its blocks in sequence order put a passkey
+    at the end of a 4-block span fourth, behind three blocks of filler. `text_of(start, end)` is the text
+    of the tokens in [start, end)."""
     query = fts_query(question)
     if query is None:
         return []
+    words = set(question_words(question))
     ranking: list[int] = []
     for span in catalog.search_spans(db, query, limit):
+        hits = {}
         for block in range(span["token_start"] // block_tokens, (span["token_end"] - 1) // block_tokens + 1):
+            start, end = max(span["token_start"], block * block_tokens), min(span["token_end"], (block + 1) * block_tokens)
+            hits[block] = sum(word in words for word in re.findall(r"\w+", text_of(start, end).lower()))
+        for block in sorted((block for block in hits if hits[block]), key=lambda block: -hits[block]):
             if block not in ranking:
                 ranking.append(block)
     return ranking
@@ -129,11 +148,16 @@ def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
-def retrieve(runtime: Runtime, config: EngineConfig, index: KeyIndex, db, question: str, top_k: int,
+def text_reader(runtime: Runtime, root: Path) -> Callable[[int, int], str]:
+    """The text of a store's tokens [start, end)."""
+    return lambda start, end: runtime.tokenizer.decode(read_tokens(root / "tokens.u32", start, end).tolist())
+
+
+def retrieve(runtime: Runtime, config: EngineConfig, index: KeyIndex, root: Path, db, question: str, top_k: int,
              lexical: bool = True) -> list[tuple[int, float]]:
     """The `top_k` best blocks (block number, fused score), best first."""
     model_scores = model_block_scores(index, question_queries(runtime, config, question), config.block_tokens)
     rankings = [sorted(model_scores, key=lambda block: -model_scores[block])[:4 * top_k]]
     if lexical:
-        rankings.append(lexical_block_ranking(db, question, config.block_tokens))
+        rankings.append(lexical_block_ranking(db, question, config.block_tokens, text_reader(runtime, root)))
     return fuse(rankings)[:top_k]
