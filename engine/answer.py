@@ -8,6 +8,7 @@ says so (`grounded` false) instead of attaching whatever retrieval returned.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class Excerpt:
     ids: list[int]  # the stored tokens of the part of the span the retrieved blocks cover
     breaks: list[int]  # newlines in each of those tokens
     line_start: int  # the span's line at the first of them
+    token_start: int  # the sequence position of the first of them
     prompt_start: int = 0
     prompt_end: int = 0
     mass: float = 0.0
@@ -100,7 +102,8 @@ def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int
         # newlines survive byte-level decoding of single tokens, so counting them token by token is exact
         breaks = [runtime.tokenizer.decode([token]).count("\n") for token in tokens]
         start, end = _whole_lines(breaks, start - span.token_start, end - span.token_start)
-        excerpts.append(Excerpt(span, tokens[start:end], breaks[start:end], span.line_start + sum(breaks[:start])))
+        excerpts.append(Excerpt(span, tokens[start:end], breaks[start:end], span.line_start + sum(breaks[:start]),
+                                span.token_start + start))
     return excerpts
 
 
@@ -177,18 +180,25 @@ def citation_record(excerpt: Excerpt, text: str) -> dict:
             "score": round(excerpt.mass, 4)}
 
 
-def repeats_a_line(text: str) -> bool:
-    """Whether the last finished line says again what an earlier line said: greedy decoding of a small
-    model can loop, and the loop adds nothing."""
-    lines = [line.strip().lstrip("0123456789.-* ").strip() for line in text.split("\n")[:-1]]
-    return len(lines) >= 2 and bool(lines[-1]) and lines[-1] in lines[:-1]
+SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
-def without_last_line(text: str) -> str:
-    """`text` without its last finished line and what follows it: a repeated line is dropped from the
-    answer kept (it has been streamed already)."""
-    lines = text.split("\n")
-    return "\n".join(lines[:-2]) + "\n" if len(lines) > 2 else ""
+def repeat_cut(text: str) -> int | None:
+    """Where to cut `text` when its last finished sentence (or line) says again what an earlier one said:
+    the end of the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small
+    model loops ("She is the one who made the design of the project." over and over), and the loop adds
+    nothing. List numbers and bullets are not sentences of their own."""
+    seen: set[str] = set()
+    begin, kept_end = 0, 0
+    for boundary in SENTENCE_END.finditer(text):
+        sentence = " ".join(text[begin:boundary.end()].split()).lstrip("0123456789.)-* ").lower()
+        if sentence:
+            if sentence in seen:
+                return kept_end
+            seen.add(sentence)
+            kept_end = boundary.end()
+        begin = boundary.end()
+    return None
 
 
 def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
@@ -209,8 +219,9 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
             result.timings["first_token_s"] = time.perf_counter() - started
         pieces.append(piece)
         yield "token", piece
-        if repeats_a_line("".join(pieces)):
-            pieces = [without_last_line("".join(pieces))]
+        cut = repeat_cut("".join(pieces))
+        if cut is not None:
+            pieces = ["".join(pieces)[:cut]]
             break
     result.text = "".join(pieces)
     if produced and excerpts:

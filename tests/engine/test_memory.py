@@ -180,12 +180,18 @@ def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_p
     assert all(np.array_equal(resumed[start], expected[start]) for start in expected)
 
 
-def test_a_looping_answer_is_cut_at_the_first_repeated_line():
-    from engine.answer import repeats_a_line, without_last_line
+def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
+    from engine.answer import repeat_cut
 
-    assert not repeats_a_line("1. The appointment is on 12 June.\n")
-    assert repeats_a_line("1. The appointment is on 12 June.\n2. The appointment is on 12 June.\n")
-    assert not repeats_a_line("Line one.\n\nLine two.\n")
-    assert not repeats_a_line("The same\nThe same")  # the last line is not finished yet
-    assert without_last_line("1. On 12 June.\n2. On 12 June.\n") == "1. On 12 June.\n"
-    assert without_last_line("Intro.\n1. On 12 June.\n2. On 12 June.\n3") == "Intro.\n1. On 12 June.\n"
+    def cut(text):
+        at = repeat_cut(text)
+        return None if at is None else text[:at]
+
+    assert cut("1. The appointment is on 12 June.\n") is None
+    assert cut("1. On 12 June.\n2. On 12 June.\n") == "1. On 12 June."
+    assert cut("Intro.\n1. On 12 June.\n2. On 12 June.\n3") == "Intro.\n1. On 12 June."
+    assert cut("Line one.\n\nLine two.\n") is None
+    assert cut("The same\nThe same") is None  # the last line is not finished yet
+    assert cut("The lead is Marta. She made it. She made it. She") == "The lead is Marta. She made it."
+    assert cut("She made it. She made it") is None  # not finished: no space after the full stop yet
+    assert cut("It is 12. It is 13. ") is None
