@@ -2,7 +2,9 @@
 
 Under `.ci/run` (WHOLECORPUS_REQUIRE_BROWSER=1) a missing browser fails the test; elsewhere it is skipped
 with the reason. Screenshots and the time from pressing Send to the first streamed token (beside the
-engine's own `first_token_s` for the same question on the same store) go to bench/results/.
+engine's own `first_token_s` for the same question on the same store) go to the test's own temporary
+folder, or to the folder WHOLECORPUS_RESULTS names (`WHOLECORPUS_RESULTS=bench/results` refreshes the
+README's screenshot): a test run leaves the checkout as it found it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ import pytest
 
 from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
 from tests.app.conftest import serving
-
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
 def chromium() -> str:
@@ -65,12 +65,13 @@ def ask(page, question: str, expected_source: str) -> tuple[float, str, str]:
 
 def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path):
     page, corpus = browser_page
+    results = Path(os.environ.get("WHOLECORPUS_RESULTS") or tmp_path)
     _, answer, sources = ask(page, "Who leads project Osprey?", "data/notes/project-osprey.md")
     assert "Kowalczyk" in answer
     page.locator("#pick label").first.click()
     page.wait_for_selector("#passage mark", timeout=60_000)
     assert "Marta Kowalczyk" in page.inner_text("#passage")
-    page.screenshot(path=str(RESULTS / "app_chat.png"))
+    page.screenshot(path=str(results / "app_chat.png"))
 
     question = "When is my dentist appointment?"
     browser_first, _, _ = ask(page, question, "todo.txt")
@@ -83,12 +84,12 @@ def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path
     page.set_input_files("#upload input[type='file']", str(note))
     page.wait_for_function("() => document.querySelector('#documents').innerText.includes('sailing-notes.md')",
                            timeout=TIMEOUT_MS)
-    page.screenshot(path=str(RESULTS / "app_corpus.png"), full_page=True)
+    page.screenshot(path=str(results / "app_corpus.png"), full_page=True)
 
     page.get_by_role("tab", name="Chat").click()
     _, answer, sources = ask(page, "Where is the sailboat Kestrel moored?", "sailing-notes.md")
     assert answer.strip()
-    RESULTS.joinpath("app_first_token.json").write_text(json.dumps({
+    results.joinpath("app_first_token.json").write_text(json.dumps({
         "what": "seconds from pressing Send to the first streamed token in Chromium, beside the engine's own "
                 "first_token_s for the same question on the same store (measured in tests/app/test_browser.py)",
         "question": question, "browser_first_token_s": round(browser_first, 3),
