@@ -37,7 +37,8 @@ from engine.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 
-# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments.
+# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments;
+# "RANK:join" makes a spawned rank exit before it joins the process group (engine.devices).
 EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
 
 
@@ -224,7 +225,12 @@ def _receive_plan() -> Plan:
 
 def _exit_hook(rank: int) -> int | None:
     value = os.environ.get(EXIT_HOOK, "")
-    if not value:
+    if not value or value.endswith(":join"):
         return None
     hook_rank, after = (int(part) for part in value.split(":"))
     return after if hook_rank == rank else None
+
+
+def exits_before_joining(rank: int) -> bool:
+    """The test hook asks this spawned rank to die before it joins the process group."""
+    return os.environ.get(EXIT_HOOK, "") == f"{rank}:join"

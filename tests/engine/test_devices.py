@@ -119,3 +119,15 @@ def test_two_ranks_give_the_one_process_store_even_after_losing_a_rank(tmp_path,
                                                  "pass_started = ? ORDER BY token_start", [latest["started_at"]])
              if length == SEGMENT]
     assert len(dealt) >= 4 and dealt == [(index // 2) % 2 for index in range(len(dealt))]  # two a rank a step
+
+
+def test_a_rank_that_dies_before_joining_stops_the_run_at_once(tmp_path, corpus_and_reference, runtime,
+                                                               default_model_path):
+    """Rank 0 would otherwise wait for it as long as a collective may (30 minutes)."""
+    corpus, _ = corpus_and_reference
+    new_store(tmp_path / "store", corpus, runtime)
+    stopped = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, ENGINE_TEST_RANK_EXIT="1:join")
+    assert stopped.returncode == 1
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last == "engine ingest: rank 1 (cpu) exited with code 3 before joining the run; nothing was processed"
+    assert segments_of(tmp_path / "store") == []
