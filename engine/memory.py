@@ -9,10 +9,11 @@ far less than a payload's bytes on disk.
 
 Segments of one length go through the model `batch_segments` at a time, as the rows of one batch (they
 never see each other); the default suits the device (`default_batch_segments`) and is not part of the
-store's config: a store's keys are the same whatever the batch. Each batch is stored as one step: its
-state files made whole and durable together (`engine.states.write_states`), then recorded in the catalog
-in one transaction, so a run killed at any moment leaves a store whose recorded segments all have whole
-state files, and a re-run carries on from the first unrecorded one.
+store's config: a store's keys do not depend on it (batched and single passes agree within an int8
+step). Each batch is stored as one step: its state files made whole and durable together
+(`engine.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
+moment leaves a store whose recorded segments all have whole state files, and a re-run carries on from
+the first unrecorded one.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def require_same_model(config: EngineConfig | None, runtime: Runtime) -> None:
 
 # Segments a forward pass reads when not told. On a GPU a batch fills the device that one 2048-token
 # segment of a small model leaves mostly idle. On the CPU, measured (bench/results/segments_cpu.json):
-# 4 segments a pass read 20-30% more tokens per CPU-second than 1 (three runs, 2 busy cores), 2 about
-# half that gain; the keys were identical.
+# 4 segments a pass read 20-30% more tokens per CPU-second than 1 over three runs on 2 busy cores (the
+# recorded one: 240 against 184), 2 about half that gain; the keys came out identical.
 BATCH_SEGMENTS_CUDA = 8
 BATCH_SEGMENTS_CPU = 4
 
