@@ -14,8 +14,9 @@ Measured here, on the CPU with gloo (this session has no GPU):
   cores (2 processes on 2 cores split the cores: this measures the
   machinery's overhead, not a speed-up), over the standard library's `json` package (about 12.6k
   tokens: 7 segments of 2048; data/ holds one segment only).
-- The single writer's ceiling: rank 0 writing state files (fsync, rename) and recording one catalog
-  transaction per step of 8 segments, with no model at all.
+- The single writer's ceiling: rank 0 writing a step's state files (`engine.states.write_states`: fsynced
+  together, renamed, one directory fsync) and recording one catalog transaction per step of 8 segments,
+  with no model at all (`bench/bench_segments.py` sets it beside the former fsync per file).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def measure_engine(corpus: Path) -> dict:
 
 def measure_writer(segments: int = 256, segment_tokens: int = 2048, heads: int = 1) -> dict:
     """Rank 0 alone: state files and one catalog transaction per step, no model."""
-    from engine.states import write_state
+    from engine.states import write_states
     from ingest import catalog
     from ingest.store import Store
 
@@ -146,13 +147,11 @@ def measure_writer(segments: int = 256, segment_tokens: int = 2048, heads: int =
             keys = np.random.default_rng(0).integers(-127, 128, (segment_tokens, heads, HEAD_DIM), dtype=np.int8)
             started = time.perf_counter()
             for first in range(0, segments, STEP_SEGMENTS):
-                work = []
-                for index in range(first, first + STEP_SEGMENTS):
-                    start = index * segment_tokens
-                    write_state(store.root, start, start + segment_tokens, keys)
-                    work.append(catalog.SegmentWork(start, start + segment_tokens, "bench", index % STEP_SEGMENTS,
-                                                    STEP_SEGMENTS, "bench", "cpu", 0.0))
-                catalog.record_segments(store.db, work)
+                starts = [index * segment_tokens for index in range(first, first + STEP_SEGMENTS)]
+                write_states(store.root, [(start, start + segment_tokens, keys) for start in starts])
+                catalog.record_segments(store.db, [
+                    catalog.SegmentWork(start, start + segment_tokens, "bench", rank, STEP_SEGMENTS, "bench", "cpu",
+                                        0.0) for rank, start in enumerate(starts)])
             seconds = time.perf_counter() - started
     return {"segments": segments, "segment_tokens": segment_tokens, "seconds": round(seconds, 2),
             "tokens_per_second": round(segments * segment_tokens / seconds)}
@@ -172,8 +171,8 @@ def projection(attention: list[dict], engine: dict, writer: dict) -> dict:
             "token id out): at 8 ranks x 1M tokens/s each that is about 0.5 GB/s into rank 0, well within one "
             "PCIe or NVLink link; the transport was not measured at that rate here.",
             "Rank 0 writes every state file and commits every step: measured ceiling here "
-            f"{writer['tokens_per_second']:,} tokens/s (fsync per file, one transaction per step of 8), so the "
-            "store's writer, not the GPUs, bounds 8 ranks once their sum passes that figure.",
+            f"{writer['tokens_per_second']:,} tokens/s (a step of 8 files fsynced together, one transaction), so "
+            "the store's writer, not the GPUs, bounds 8 ranks once their sum passes that figure.",
             "A step waits for its slowest rank; segments are equal-sized except a range's last, so the loss is "
             "under one segment per range per step.",
         ],

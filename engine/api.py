@@ -57,16 +57,20 @@ class EngineStore:
         except StoreError as error:
             raise UsageError(str(error)) from error
 
-    def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False) -> ProcessReport:
+    def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
+                batch_segments: int | None = None) -> ProcessReport:
         """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
-        segments out to every rank (`engine.sharded`)."""
+        segments out to every rank (`engine.sharded`). `batch_segments` segments go through the model in one
+        forward pass (default: what suits each device); the stored keys do not depend on it."""
+        if batch_segments is not None and batch_segments < 1:
+            raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
         if across_ranks:
             from engine.sharded import coordinate
 
-            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress)
+            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
         else:
-            report = process_store(self.root, self.store.db, self.runtime, self.config, progress)
+            report = process_store(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
         self._index = None
         return report
 

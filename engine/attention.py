@@ -42,7 +42,7 @@ class DilatedAttention:
 
 @dataclass
 class KeyRecorder:
-    """Passes through to `inner`, keeping the pre-RoPE keys of the layers asked for."""
+    """Passes through to `inner`, keeping the pre-RoPE keys (batch, tokens, KV heads, dim) of the layers asked for."""
 
     inner: object
     layers: set[int]
@@ -50,7 +50,7 @@ class KeyRecorder:
 
     def __call__(self, q, k, v, *, layer: int, start: int) -> torch.Tensor:
         if layer in self.layers:
-            self.keys[layer] = k[0].detach()
+            self.keys[layer] = k.detach()
         return self.inner(q, k, v, layer=layer, start=start)
 
 

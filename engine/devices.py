@@ -18,18 +18,21 @@ import multiprocessing
 import os
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from engine.errors import UsageError
+from engine.errors import RunError, UsageError
 from engine.runtime import choose_device
 
 # How long a rank waits in a collective; rank 0 may spend this long on the front-end ingest first.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 WORKER_EXIT_WAIT_S = 5.0
+# How often rank 0, waiting for the ranks it started to join, checks that they are still alive.
+JOIN_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ def join(placement: Placement) -> None:
     """Joins the process group (blocks until every rank has)."""
     if placement.device.startswith("cuda"):
         torch.cuda.set_device(torch.device(placement.device))
+    _init_group(placement)
+
+
+def _init_group(placement: Placement) -> None:
     dist.init_process_group(placement.backend, init_method=placement.init_method, rank=placement.rank,
                             world_size=placement.world_size, timeout=COLLECTIVE_TIMEOUT)
 
@@ -114,11 +121,42 @@ class Cluster:
         if devices[0] == "cpu":
             share_cpu(len(devices))
         try:
-            join(cluster.placement)
+            cluster.join_watching()
         except BaseException:
             cluster.close(failed=True)
             raise
         return cluster
+
+    def join_watching(self) -> None:
+        """Joins the process group while watching the processes this one started.
+
+        The rendezvous waits for every rank as long as a collective may (30 minutes): a rank that dies
+        before joining would leave rank 0 waiting that long. So the join runs in a daemon thread while
+        this one polls the workers, and a dead one stops the run at once with RunError (the stuck join is
+        left behind; the process is about to exit).
+        """
+        if self.placement.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.placement.device))  # per thread: set in the one that computes
+        failure: list[BaseException] = []
+
+        def init() -> None:
+            try:
+                _init_group(self.placement)
+            except BaseException as error:
+                failure.append(error)
+
+        joining = threading.Thread(target=init, name="engine-join", daemon=True)
+        joining.start()
+        while joining.is_alive():
+            joining.join(JOIN_POLL_S)
+            dead = [(rank, worker.exitcode) for rank, worker in enumerate(self.workers, start=1)
+                    if worker.exitcode is not None]
+            if dead and joining.is_alive():
+                rank, code = dead[0]
+                raise RunError(f"rank {rank} ({self.devices[rank]}) exited with code {code} before joining the "
+                               f"run; nothing was processed")
+        if failure:
+            raise failure[0]
 
     @classmethod
     def torchrun(cls, placement: Placement) -> "Cluster":
@@ -154,8 +192,10 @@ class Cluster:
 def run_worker(placement: Placement, model: str | None) -> None:
     """A spawned rank: join, compute what rank 0 deals out, leave. Errors end the process non-zero."""
     from engine.runtime import load_runtime
-    from engine.sharded import serve
+    from engine.sharded import exits_before_joining, serve
 
+    if exits_before_joining(placement.rank):
+        os._exit(3)
     if placement.device == "cpu":
         share_cpu(placement.world_size)
     join(placement)

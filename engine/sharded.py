@@ -1,10 +1,12 @@
 """Segment processing across ranks with one writer: rank 0 keeps the store, the others only compute.
 
 Rank 0 holds the store's write lock, its catalog and its token file; the other ranks never open the
-store, so they may run on other machines. The segments a pass must read are dealt round-robin in
-steps of `world_size`: rank 0 scatters to each rank its segment's token ids, every rank encodes its
-segment on its device, rank 0 gathers the int8 keys, writes each state file (temporary name, fsync,
-rename) and records the whole step in one catalog transaction. A step is stored whole or not at all.
+store, so they may run on other machines. The segments a pass must read are dealt out in steps: in each
+step every rank takes a batch of up to its `batch_segments` equal-length segments (one forward pass;
+the device's default unless `--batch-segments` says otherwise for all). Rank 0 scatters to each rank its
+batch's token ids, every rank encodes its batch on its device, rank 0 gathers the int8 keys, writes the
+step's state files durably together (`engine.states.write_states`) and records the whole step in one
+catalog transaction. A step is stored whole or not at all.
 
 A rank that dies makes rank 0's next collective fail: the pass stops with `RankLost`, what was
 recorded stays, and the next run plans again from the catalog. Each segment is encoded by the same
@@ -27,14 +29,16 @@ import torch.distributed as dist
 from engine.config import EngineConfig, config_from_values
 from engine.devices import Placement
 from engine.errors import UsageError
-from engine.memory import ProcessReport, RankLoad, encode_segment, pass_stamp, planned_segments
+from engine.memory import (ProcessReport, RankLoad, batch_end, default_batch_segments, encode_segments,
+                           pass_stamp, planned_segments)
 from engine.model_files import ModelError
 from engine.runtime import Runtime
-from engine.states import write_state
+from engine.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 
-# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments.
+# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments;
+# "RANK:join" makes a spawned rank exit before it joins the process group (engine.devices).
 EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
 
 
@@ -48,16 +52,37 @@ class RankLost(Exception):
 
 @dataclass
 class Plan:
-    """What rank 0 tells the others before a pass: the engine config and the segments, or why not."""
+    """What rank 0 tells the others before a pass: the engine config and the steps, or why not.
+
+    `steps[s][r]` is rank r's batch in step s (possibly empty); every rank's token and key tensors hold
+    `rows` segments, padded, because a collective moves tensors of one shape."""
 
     config: dict | None
-    segments: list[tuple[int, int]]
+    steps: list[list[list[tuple[int, int]]]]
+    rows: int = 1
     stop: str | None = None
 
 
+def deal(segments: list[tuple[int, int]], sizes: list[int]) -> list[list[list[tuple[int, int]]]]:
+    """The segments in order, dealt in steps: in each, rank r takes the next batch of up to `sizes[r]`
+    equal-length segments (`engine.memory.batch_end`); the last step may leave ranks without work."""
+    steps, first = [], 0
+    while first < len(segments):
+        step = []
+        for size in sizes:
+            end = batch_end(segments, first, size) if first < len(segments) else first
+            step.append(segments[first:end])
+            first = end
+        steps.append(step)
+    return steps
+
+
 def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
-               progress: Callable[[int, int], None] | None = None) -> ProcessReport:
-    """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step."""
+               progress: Callable[[int, int], None] | None = None,
+               batch_segments: int | None = None) -> ProcessReport:
+    """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step.
+
+    Each rank reads `batch_segments` segments a step, or its own device's default when None."""
     world = dist.get_world_size()
     segments = planned_segments(db, config)
     try:
@@ -66,7 +91,9 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
                     if status.get("error")]
         problems += [f"rank {rank} ({status['device']}) loaded another model (digest {status['digest'][:12]}…)"
                      for rank, status in enumerate(ranks) if status.get("digest") not in (None, runtime.digest)]
-        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), segments))
+        sizes = [batch_segments or default_batch_segments(status["device"]) for status in ranks]
+        steps = deal(segments, sizes)
+        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), steps, max(sizes)))
     except (RuntimeError, dist.DistError) as error:
         raise RankLost(0, len(segments), error) from error
     if problems:
@@ -78,28 +105,30 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
     started, stamp = time.perf_counter(), pass_stamp()
     comm = _comm_device(runtime)
     tokens_file = root / "tokens.u32"
-    for first in range(0, len(segments), world):
-        step = segments[first:first + world]
-        outgoing = [_token_tensor(read_tokens(tokens_file, *segment) if segment else None, config, comm)
-                    for segment in step + [None] * (world - len(step))]
+    rows = max(sizes)
+    for step in steps:
+        outgoing = [_token_tensor([read_tokens(tokens_file, *segment) for segment in batch], config, rows, comm)
+                    for batch in step]
         try:
-            keys, seconds = _step(runtime, config, step[0], outgoing, comm)
+            keys, seconds = _step(runtime, config, step[0], rows, outgoing, comm)
         except (RuntimeError, dist.DistError) as error:
             raise RankLost(report.segments, len(segments), error) from error
-        work = []
-        for rank, (start, end) in enumerate(step):
-            write_state(root, start, end, keys[rank][:end - start].cpu().numpy())
-            work.append(catalog.SegmentWork(start, end, stamp, rank, world, ranks[rank]["host"],
-                                            ranks[rank]["device"], float(seconds[rank])))
-            loads[rank].segments += 1
-            loads[rank].tokens += end - start
-            loads[rank].seconds += float(seconds[rank])
-            if rank:
+        states, work = [], []
+        for rank, batch in enumerate(step):
+            for row, (start, end) in enumerate(batch):
+                states.append((start, end, keys[rank][row, :end - start].cpu().numpy()))
+                work.append(catalog.SegmentWork(start, end, stamp, rank, world, ranks[rank]["host"],
+                                                ranks[rank]["device"], seconds[rank] / len(batch)))
+            loads[rank].segments += len(batch)
+            loads[rank].tokens += sum(end - start for start, end in batch)
+            loads[rank].seconds += seconds[rank]
+            if rank and batch:
                 report.exchanged_bytes += outgoing[rank].numel() * outgoing[rank].element_size()
                 report.exchanged_bytes += keys[rank].numel() * keys[rank].element_size()
+        write_states(root, states)
         catalog.record_segments(db, work)
-        report.segments += len(step)
-        report.tokens += sum(end - start for start, end in step)
+        report.segments += len(work)
+        report.tokens += sum(end - start for start, end, _ in states)
         report.seconds = time.perf_counter() - started
         if progress is not None:
             progress(report.tokens, total)
@@ -129,33 +158,32 @@ def serve(placement: Placement, load: Callable[[], Runtime]) -> None:
     comm = _comm_device(runtime)
     exit_after = _exit_hook(placement.rank)
     handed = 0
-    world = dist.get_world_size()
-    for first in range(0, len(plan.segments), world):
-        mine = first + placement.rank
-        segment = plan.segments[mine] if mine < len(plan.segments) else None
-        _step(runtime, config, segment, None, comm)
-        handed += segment is not None
+    for step in plan.steps:
+        batch = step[placement.rank]
+        _step(runtime, config, batch, plan.rows, None, comm)
+        handed += len(batch)
         if exit_after is not None and handed >= exit_after:
             os._exit(3)
 
 
-def _step(runtime: Runtime, config: EngineConfig, segment: tuple[int, int] | None,
+def _step(runtime: Runtime, config: EngineConfig, batch: list[tuple[int, int]], rows: int,
           outgoing: list[torch.Tensor] | None, comm: torch.device) -> tuple[list[torch.Tensor], list[float]]:
-    """One step on any rank: receive token ids (rank 0 sends them), encode, hand the keys to rank 0.
+    """One step on any rank: receive token ids (rank 0 sends them), encode its batch, hand the keys to rank 0.
 
-    Returns, on rank 0, every rank's padded keys and seconds; elsewhere empty lists.
+    Returns, on rank 0, every rank's padded keys (rows, segment_tokens, heads, dim) and seconds; elsewhere
+    empty lists.
     """
-    ids = torch.empty(config.segment_tokens, dtype=torch.int32, device=comm)
+    ids = torch.empty(rows, config.segment_tokens, dtype=torch.int32, device=comm)
     dist.scatter(ids, outgoing, src=0)
-    keys = torch.zeros(config.segment_tokens, len(config.heads), runtime.config.head_dim, dtype=torch.int8,
+    keys = torch.zeros(rows, config.segment_tokens, len(config.heads), runtime.config.head_dim, dtype=torch.int8,
                        device=comm)
     seconds = torch.zeros(1, dtype=torch.float64, device=comm)
-    if segment is not None:
+    if batch:
         began = time.perf_counter()
-        length = segment[1] - segment[0]
-        encoded = encode_segment(runtime, config, ids[:length].cpu().numpy())
+        length = batch[0][1] - batch[0][0]
+        encoded = encode_segments(runtime, config, list(ids[:len(batch), :length].cpu().numpy()))
         seconds[0] = time.perf_counter() - began
-        keys[:length] = torch.from_numpy(encoded).to(comm)
+        keys[:len(batch), :length] = torch.from_numpy(np.stack(encoded)).to(comm)
     rank0 = dist.get_rank() == 0
     gathered_keys = [torch.empty_like(keys) for _ in range(dist.get_world_size())] if rank0 else None
     gathered_seconds = [torch.empty_like(seconds) for _ in range(dist.get_world_size())] if rank0 else None
@@ -166,11 +194,11 @@ def _step(runtime: Runtime, config: EngineConfig, segment: tuple[int, int] | Non
     return gathered_keys, [float(value.item()) for value in gathered_seconds]
 
 
-def _token_tensor(ids: np.ndarray | None, config: EngineConfig, comm: torch.device) -> torch.Tensor:
-    """A segment's token ids padded to `segment_tokens` (int32: every vocabulary fits)."""
-    padded = torch.zeros(config.segment_tokens, dtype=torch.int32)
-    if ids is not None:
-        padded[:len(ids)] = torch.from_numpy(ids.astype(np.int32))
+def _token_tensor(batch: list[np.ndarray], config: EngineConfig, rows: int, comm: torch.device) -> torch.Tensor:
+    """A batch's token ids, one row a segment, padded to `rows` x `segment_tokens` (int32: every vocabulary fits)."""
+    padded = torch.zeros(rows, config.segment_tokens, dtype=torch.int32)
+    for row, ids in enumerate(batch):
+        padded[row, :len(ids)] = torch.from_numpy(ids.astype(np.int32))
     return padded.to(comm)
 
 
@@ -197,7 +225,12 @@ def _receive_plan() -> Plan:
 
 def _exit_hook(rank: int) -> int | None:
     value = os.environ.get(EXIT_HOOK, "")
-    if not value:
+    if not value or value.endswith(":join"):
         return None
     hook_rank, after = (int(part) for part in value.split(":"))
     return after if hook_rank == rank else None
+
+
+def exits_before_joining(rank: int) -> bool:
+    """The test hook asks this spawned rank to die before it joins the process group."""
+    return os.environ.get(EXIT_HOOK, "") == f"{rank}:join"

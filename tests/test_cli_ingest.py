@@ -118,6 +118,7 @@ def run_engine(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, expected", [
     (["ingest", "/no/such/folder"], "path not found: /no/such/folder"),
     (["ingest", str(DATA), "--max-file-mb", "0"], "--max-file-mb must be positive"),
+    (["ingest", str(DATA), "--batch-segments", "0"], "--batch-segments must be at least 1"),
     (["status"], "no store at"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, expected):

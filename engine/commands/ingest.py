@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"path not found: {path}")
     if args.max_file_mb <= 0:
         raise UsageError(f"--max-file-mb must be positive (got {args.max_file_mb:g})")
+    if args.batch_segments is not None and args.batch_segments < 1:
+        raise UsageError(f"--batch-segments must be at least 1 (got {args.batch_segments})")
     model_path = resolve_model_path(args.model)
     options = IngestOptions(walk=WalkOptions(max_file_bytes=int(args.max_file_mb * 2**20),
                                              follow_outside=args.follow_outside, hidden=args.hidden,
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 _print_summary(Console(), summary, args.store)
             wanted = not args.no_process and bool(catalog.unprocessed_ranges(store.db))
-            processed = _on_devices(store, args.model, args.device, devices, placement, wanted, console)
+            processed = _on_devices(store, args.model, args.device, devices, placement, wanted, console,
+                                    args.batch_segments)
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,
-                wanted: bool, console: Console):
+                wanted: bool, console: Console, batch_segments: int | None):
     """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
     if placement is None and not wanted:
         return None
@@ -99,14 +102,14 @@ def _on_devices(store: Store, model: str | None, device: str | None, devices: li
                 release()
                 return None
             try:
-                return _process(store, model, placement.device, console, across_ranks=True)
+                return _process(store, model, placement.device, console, batch_segments, across_ranks=True)
             except RankLost as lost:
                 raise RunError(_stopped_message(cluster, lost)) from lost
     if devices is None or len(devices) == 1:
-        return _process(store, model, devices[0] if devices else device, console)
+        return _process(store, model, devices[0] if devices else device, console, batch_segments)
     with Cluster.spawn(devices, model) as cluster:
         try:
-            return _process(store, model, devices[0], console, across_ranks=True)
+            return _process(store, model, devices[0], console, batch_segments, across_ranks=True)
         except RankLost as lost:
             raise RunError(_stopped_message(cluster, lost)) from lost
 
@@ -130,7 +133,8 @@ def _serve(placement, model: str | None) -> int:
     return 0
 
 
-def _process(store: Store, model: str | None, device: str | None, console: Console, across_ranks: bool = False):
+def _process(store: Store, model: str | None, device: str | None, console: Console, batch_segments: int | None,
+             across_ranks: bool = False):
     """The engine's pass over what is new: the model reads it and the segment states are written."""
     from engine.api import EngineStore  # imports torch: only when the model must read
     from engine.runtime import load_runtime
@@ -146,7 +150,7 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
             rate = done / max(time.perf_counter() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} tok/s")
 
-        return memory.process(advance, across_ranks)
+        return memory.process(advance, across_ranks, batch_segments)
 
 
 def _model_key(model_path: Path) -> str:

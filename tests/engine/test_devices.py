@@ -43,9 +43,9 @@ def new_store(root: Path, corpus: Path, runtime) -> None:
         catalog.set_meta(store.store.db, "engine_config", json.dumps(asdict(config)))
 
 
-def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, **env) -> subprocess.CompletedProcess:
+def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, *options: str, **env) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(root), "--devices", "cpu,cpu",
-               "--model", str(model)]
+               "--model", str(model), *options]
     environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1", **env)
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
 
@@ -90,17 +90,19 @@ def corpus_and_reference(tmp_path_factory, runtime):
 
 def test_two_ranks_give_the_one_process_store_even_after_losing_a_rank(tmp_path, corpus_and_reference, runtime,
                                                                          default_model_path, capsys):
-    """One pass on two ranks where rank 1 dies after its first segment, then a clean pass that finishes:
-    both two-rank passes together must give the one-process store (three runs would cost a third more)."""
+    """One pass on two ranks, one segment a rank a step, where rank 1 dies after its first segment, then a
+    clean pass that finishes with two segments a rank a step: both two-rank passes together must give the
+    one-process store (three runs would cost a third more)."""
     corpus, reference = corpus_and_reference
     new_store(tmp_path / "store", corpus, runtime)
-    stopped = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, ENGINE_TEST_RANK_EXIT="1:1")
+    stopped = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, "--batch-segments", "1",
+                                  ENGINE_TEST_RANK_EXIT="1:1")
     assert stopped.returncode == 1
     planned = len(segments_of(reference))
     assert f"rank 1 (cpu, exit code 3) stopped mid-run: 2 of {planned} segments are stored" in stopped.stderr
     assert segments_of(tmp_path / "store") == segments_of(reference)[:2]
 
-    resumed = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path)
+    resumed = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, "--batch-segments", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_states(tmp_path / "store", reference)
     assert_same_answer(tmp_path / "store", reference, runtime)
@@ -112,3 +114,20 @@ def test_two_ranks_give_the_one_process_store_even_after_losing_a_rank(tmp_path,
     assert sum(load["segments"] for load in latest["ranks"]) == planned - 2
     assert [load["segments"] for load in first["ranks"]] == [1, 1]
     assert all(load["tokens_per_second"] > 0 for load in latest["ranks"])
+    db = sqlite_utils.Database(tmp_path / "store" / "catalog.db")
+    dealt = [rank for rank, length in db.execute("SELECT rank, token_end - token_start FROM segment_work WHERE "
+                                                 "pass_started = ? ORDER BY token_start", [latest["started_at"]])
+             if length == SEGMENT]
+    assert len(dealt) >= 4 and dealt == [(index // 2) % 2 for index in range(len(dealt))]  # two a rank a step
+
+
+def test_a_rank_that_dies_before_joining_stops_the_run_at_once(tmp_path, corpus_and_reference, runtime,
+                                                               default_model_path):
+    """Rank 0 would otherwise wait for it as long as a collective may (30 minutes)."""
+    corpus, _ = corpus_and_reference
+    new_store(tmp_path / "store", corpus, runtime)
+    stopped = ingest_on_two_ranks(tmp_path / "store", corpus, default_model_path, ENGINE_TEST_RANK_EXIT="1:join")
+    assert stopped.returncode == 1
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last == "engine ingest: rank 1 (cpu) exited with code 3 before joining the run; nothing was processed"
+    assert segments_of(tmp_path / "store") == []

@@ -1,5 +1,5 @@
 """The engine over real stores: answers cite the right file and lines, passkeys are found through the
-whole ingest + engine path, processing resumes after SIGKILL with identical states, bad stores are refused."""
+whole ingest + engine path, processing resumes after SIGKILL with the same states, bad stores are refused."""
 
 from __future__ import annotations
 
@@ -56,10 +56,10 @@ def write_corpus(folder: Path, filler_paragraphs: int = 6) -> dict[str, tuple[st
     return where
 
 
-def build_store(root: Path, corpus: Path, runtime) -> None:
+def build_store(root: Path, corpus: Path, runtime, batch_segments: int | None = None) -> None:
     with open_store(root, runtime=runtime, write=True) as store:
         store.add([corpus])
-        store.process()
+        store.process(batch_segments=batch_segments)
 
 
 def answer_of(store: EngineStore, question: str):
@@ -144,17 +144,19 @@ def states_of(root: Path) -> dict[int, np.ndarray]:
 
 
 def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_path, runtime, default_model_path):
+    """Read two segments a forward pass and killed once the first step is recorded, in the middle of the
+    next batch; the resumed store equals a store read one segment at a time, uninterrupted."""
     corpus = tmp_path / "corpus"
     write_corpus(corpus, filler_paragraphs=60)
     reference = tmp_path / "reference"
-    build_store(reference, corpus, runtime)
+    build_store(reference, corpus, runtime, batch_segments=1)
     expected = states_of(reference)
     assert len(expected) >= 3
 
     killed = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(killed), "--device", "cpu",
-               "--model", str(default_model_path)]
+               "--model", str(default_model_path), "--batch-segments", "2"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -168,7 +170,7 @@ def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_p
     process.wait()
 
     partial = states_of(killed)
-    assert 1 <= len(partial) < len(expected)
+    assert len(partial) == 2 < len(expected)  # the first step's two segments, recorded together
     with open_store(killed, runtime=runtime) as store:
         answer = answer_of(store, "What is the combination of the bike lock?")
     assert answer.text.strip()
@@ -177,7 +179,8 @@ def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_p
     assert finished.returncode == 0, finished.stderr
     resumed = states_of(killed)
     assert resumed.keys() == expected.keys()
-    assert all(np.array_equal(resumed[start], expected[start]) for start in expected)
+    for start, keys in expected.items():  # batched and single forward passes may round differently
+        assert np.abs(resumed[start].astype(np.int16) - keys.astype(np.int16)).max() <= 1
 
 
 def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
