@@ -10,8 +10,8 @@ a larger share of the lists than usual for IVF; the figures are in the README.
 The lists hold 8-bit codes with a fixed range that reproduces the stored int8 keys exactly, so a key the
 approximate index finds gets the same score as in the exact index, at 72 bytes a key (code and id)
 against float32's 256: only which keys are seen can differ. HNSW was measured too and not taken: on this
-CPU it built about twenty times slower than the IVF lists fill, and its float vectors and links take
-seven times their memory.
+CPU it built 18–25 times slower than the IVF lists fill, and its float vectors and links (about 512
+bytes a key) would take seven times their memory.
 
 Lists are trained on the keys present when a store crosses the threshold, and trained again whenever it
 has grown `RETRAIN_GROWTH` times since, so segments added later (`refresh`) go into lists that still fit
@@ -32,8 +32,8 @@ from engine import index_file
 from engine.config import EngineConfig
 from engine.states import read_state
 
-# Exact below 2M rows: 0.2 s a question at 1M on 2 idle cores, under a tenth of the 5 s first-token budget,
-# with no training; above it the IVF lists, trained once and kept, search 4M rows 10 times faster.
+# Exact up to 2M rows: 0.6 s a question at 2M on 2 shared cores, a small part of the 5 s first-token budget,
+# with nothing to train; above, the IVF lists (trained once, kept) search 4M rows 10 times faster.
 EXACT_MAX_ROWS = 2_000_000
 RETRAIN_GROWTH = 4
 TRAIN_ROWS_PER_LIST = 40  # faiss's k-means asks for at least 39 points a centroid
