@@ -17,7 +17,8 @@ from engine.errors import UsageError
 from engine.config import EngineConfig, load_config
 from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
                            store_figures)
-from engine.retrieval import KeyIndex, retrieve
+from engine.key_index import KeyIndex
+from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError

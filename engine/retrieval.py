@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,8 +22,8 @@ import torch.nn.functional as F
 from engine.attention import QueryRecorder
 from engine.config import EngineConfig
 from engine.generate import question_prompt
+from engine.key_index import KeyIndex
 from engine.runtime import Runtime
-from engine.states import read_state
 from ingest import catalog
 from ingest.sequence import read_tokens
 
@@ -33,46 +31,6 @@ CANDIDATES_PER_TOKEN = 256
 RRF_K = 60
 STOPWORDS = set("a an and are as at be by did do does for from had has have how i in is it its my of on or that "
                 "the their there this to was were what when where which who why will with you your me we our".split())
-
-
-@dataclass
-class KeyIndex:
-    """One faiss inner-product index per retrieval head over every stored token key.
-
-    Segments are only ever added to a store, so an open index catches up by adding the state files of
-    segments recorded since (`refresh`): a long-running reader (the web app) sees what an ingest beside it
-    commits without reading every state again. A segment is recorded only after its state file is whole.
-    """
-
-    indexes: list[faiss.Index]
-    positions: np.ndarray  # row -> token position in the sequence
-    segments: set[int] = field(default_factory=set)  # token_start of the segments added
-
-    @classmethod
-    def build(cls, root: Path, db, config: EngineConfig) -> "KeyIndex":
-        dim = len(config.key_means[0])
-        index = cls([faiss.IndexFlatIP(dim) for _ in config.heads], np.zeros(0, dtype=np.int64))
-        index.refresh(root, db)
-        return index
-
-    def refresh(self, root: Path, db) -> int:
-        """Adds the segments recorded since the last call; returns how many."""
-        starts = [row[0] for row in db.execute("SELECT token_start FROM segments ORDER BY token_start")
-                  if row[0] not in self.segments]
-        positions = [self.positions]
-        for start in starts:
-            begin, end, keys = read_state(root, start)
-            unit = keys.astype(np.float32) / 127.0
-            for head, index in enumerate(self.indexes):
-                index.add(np.ascontiguousarray(unit[:, head]))
-            positions.append(np.arange(begin, end, dtype=np.int64))
-            self.segments.add(start)
-        self.positions = np.concatenate(positions)
-        return len(starts)
-
-    @property
-    def tokens(self) -> int:
-        return len(self.positions)
 
 
 @torch.inference_mode()
@@ -96,6 +54,8 @@ def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens:
         for token_sims, token_rows in zip(similarities, rows):
             best: dict[int, float] = {}
             for sim, row in zip(token_sims, token_rows):
+                if row < 0:  # the probed lists of an approximate index held fewer than k keys
+                    break
                 block = int(index.positions[row]) // block_tokens
                 if sim > best.get(block, -1.0):
                     best[block] = float(sim)

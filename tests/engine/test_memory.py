@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import sqlite_utils
 
+from engine import key_index
 from engine.api import EngineStore, open_store
 from engine.errors import UsageError
 from engine.states import read_state
@@ -83,6 +85,20 @@ def test_citations_point_at_the_file_and_line_of_the_fact(notes_store, runtime):
             top = answer.citations[0]
             assert top["path"].endswith(name)
             assert top["start_line"] <= line <= top["end_line"]
+
+
+def test_citations_hold_with_the_approximate_index(notes_store, runtime, tmp_path, monkeypatch):
+    """The IVF path, forced (the notes are far below the threshold), still cites the fact's file and line."""
+    root, where = notes_store
+    shutil.copytree(root, tmp_path / "store")  # the index file it saves stays out of the shared store
+    monkeypatch.setattr(key_index, "EXACT_MAX_ROWS", 0)
+    question = "What is the combination of the bike lock?"
+    name, line = where[question]
+    with open_store(tmp_path / "store", runtime=runtime) as store:
+        assert store.index().approximate
+        top = answer_of(store, question).citations[0]
+    assert top["path"].endswith(name)
+    assert top["start_line"] <= line <= top["end_line"]
 
 
 def test_answer_uses_the_fact(notes_store, runtime):
