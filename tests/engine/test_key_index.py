@@ -13,7 +13,7 @@ from engine import index_file
 from engine.config import EngineConfig
 from engine.key_index import KeyIndex, unit_keys
 from engine.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
-from engine.states import write_state
+from engine.states import write_states
 from ingest import catalog
 from ingest.store import Store
 
@@ -30,7 +30,7 @@ def random_keys(rng: np.random.Generator, tokens: int) -> np.ndarray:
 
 def record(store: Store, start: int, keys: np.ndarray) -> None:
     """A processed segment as the engine leaves one: state file first, then the catalog row."""
-    write_state(store.root, start, start + len(keys), keys)
+    write_states(store.root, [(start, start + len(keys), keys)])
     catalog.record_segment(store.db, start, start + len(keys))
 
 
