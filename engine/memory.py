@@ -5,7 +5,8 @@ of `segment_tokens`; each goes through the model with dilated attention as far a
 retrieval layer, and the pre-RoPE keys of the calibrated retrieval heads are kept for every token:
 centred by the head's mean key, scaled to unit length and stored as int8 (one byte a dimension).
 No K/V payload is stored: answering re-reads the few retrieved spans from their tokens, which costs
-far less than a payload's bytes on disk.
+far less than a payload's bytes on disk and, measured beside fp16/int4/int2 payloads on the same prompts
+(bench/bench_payload.py), answered more questions and passkeys right.
 
 Segments of one length go through the model `batch_segments` at a time, as the rows of one batch (they
 never see each other); the default suits the device (`default_batch_segments`) and is not part of the
