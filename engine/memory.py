@@ -106,16 +106,25 @@ def batch_end(segments: list[tuple[int, int]], first: int, size: int) -> int:
     return end
 
 
+def deal(segments: list[tuple[int, int]], sizes: list[int]) -> list[list[list[tuple[int, int]]]]:
+    """The segments in order, dealt in steps: in each, rank r takes the next batch of up to `sizes[r]`
+    equal-length segments (`batch_end`); the last step may leave ranks without work."""
+    steps, first = [], 0
+    while first < len(segments):
+        step = []
+        for size in sizes:
+            end = batch_end(segments, first, size) if first < len(segments) else first
+            step.append(segments[first:end])
+            first = end
+        steps.append(step)
+    return steps
+
+
 def segment_batches(segments: list[tuple[int, int]], size: int) -> list[list[tuple[int, int]]]:
-    """The segments in order, cut into batches of up to `size` equal-length segments (`batch_end`)."""
+    """The segments in order, cut into batches of up to `size` equal-length segments: one rank's deal."""
     if size < 1:
         raise ValueError(f"size: at least one segment a batch (got {size})")
-    batches, first = [], 0
-    while first < len(segments):
-        end = batch_end(segments, first, size)
-        batches.append(segments[first:end])
-        first = end
-    return batches
+    return [batch for batch, in deal(segments, [size])]
 
 
 @dataclass

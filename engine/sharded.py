@@ -29,8 +29,8 @@ import torch.distributed as dist
 from engine.config import EngineConfig, config_from_values
 from engine.devices import Placement
 from engine.errors import UsageError
-from engine.memory import (ProcessReport, RankLoad, batch_end, default_batch_segments, encode_segments,
-                           pass_stamp, planned_segments)
+from engine.memory import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
+                           planned_segments)
 from engine.model_files import ModelError
 from engine.runtime import Runtime
 from engine.states import write_states
@@ -61,20 +61,6 @@ class Plan:
     steps: list[list[list[tuple[int, int]]]]
     rows: int = 1
     stop: str | None = None
-
-
-def deal(segments: list[tuple[int, int]], sizes: list[int]) -> list[list[list[tuple[int, int]]]]:
-    """The segments in order, dealt in steps: in each, rank r takes the next batch of up to `sizes[r]`
-    equal-length segments (`engine.memory.batch_end`); the last step may leave ranks without work."""
-    steps, first = [], 0
-    while first < len(segments):
-        step = []
-        for size in sizes:
-            end = batch_end(segments, first, size) if first < len(segments) else first
-            step.append(segments[first:end])
-            first = end
-        steps.append(step)
-    return steps
 
 
 def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,

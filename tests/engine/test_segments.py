@@ -17,10 +17,9 @@ import torch
 from engine.api import open_store
 from engine.calibration import calibration_for
 from engine.config import EngineConfig, load_config
-from engine.memory import segment_batches
+from engine.memory import deal, segment_batches
 from engine.model import FullCausalAttention
 from engine.runtime import load_runtime
-from engine.sharded import deal
 from engine.states import STATES, read_state, write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
