@@ -38,7 +38,7 @@ from safetensors.numpy import save_file
 
 from engine.answer import Excerpt, build_prompt, excerpts_for_blocks
 from engine.api import MAX_CONTEXT_TOKENS, open_store
-from engine.attention import DilatedAttention
+from engine.attention import DilatedAttention, KeyRecorder
 from engine.memory import encode_segments
 from engine.model import apply_rope
 from engine.retrieval import retrieve
@@ -55,29 +55,29 @@ MAX_NEW_TOKENS = 24
 
 
 @dataclass
-class KVRecorder:
-    """Passes through to `inner`, keeping every layer's pre-RoPE keys and values (batch 1)."""
+class KVRecorder(KeyRecorder):
+    """`KeyRecorder` that keeps the same layers' values too."""
 
-    inner: object
-    keys: dict[int, torch.Tensor] = field(default_factory=dict)
     values: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def __call__(self, q, k, v, *, layer: int, start: int) -> torch.Tensor:
-        self.keys[layer], self.values[layer] = k[0].float(), v[0].float()
-        return self.inner(q, k, v, layer=layer, start=start)
+        if layer in self.layers:
+            self.values[layer] = v.detach()
+        return super().__call__(q, k, v, layer=layer, start=start)
 
 
 def segment_kv(runtime: Runtime, config, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(keys, values), each (tokens, layers, kv_heads, head_dim) fp32: one segment read as ingest reads it."""
     model = runtime.model
     cos, sin = model.rope(config.segment_tokens)
-    recorder = KVRecorder(DilatedAttention(cos, sin, config.segment_lengths, config.dilation_rates, config.rope_mode))
+    layers = range(len(model.layers))
+    recorder = KVRecorder(DilatedAttention(cos, sin, config.segment_lengths, config.dilation_rates, config.rope_mode),
+                          set(layers))
     with torch.inference_mode():
         model.run_layers(torch.as_tensor(ids.astype(np.int64), device=runtime.device)[None], recorder,
                          len(model.layers))
-    layers = range(len(model.layers))
-    return (torch.stack([recorder.keys[layer] for layer in layers], dim=1),
-            torch.stack([recorder.values[layer] for layer in layers], dim=1))
+    return (torch.stack([recorder.keys[layer][0].float() for layer in layers], dim=1),
+            torch.stack([recorder.values[layer][0].float() for layer in layers], dim=1))
 
 
 def pack(codes: torch.Tensor, bits: int) -> np.ndarray:
