@@ -196,6 +196,7 @@ def run_worker(placement: Placement, model: str | None) -> None:
 
     if exits_before_joining(placement.rank):
         os._exit(3)
+    exit_with_rank_zero(placement)
     if placement.device == "cpu":
         share_cpu(placement.world_size)
     join(placement)
@@ -205,6 +206,26 @@ def run_worker(placement: Placement, model: str | None) -> None:
         print(f"engine rank {placement.rank} ({placement.device}): {error}", file=sys.stderr)
         raise SystemExit(1)
     leave()
+
+
+def exit_with_rank_zero(placement: Placement) -> None:
+    """Ends this spawned rank as soon as rank 0, the process that started it, is gone.
+
+    Rank 0 ends its workers itself when it fails, but not when it is killed (SIGKILL, out of memory):
+    then a worker waiting to join, or in a collective, would wait out COLLECTIVE_TIMEOUT (30 minutes).
+    The parent's sentinel becomes ready the moment the parent dies, so a daemon thread waits on it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        print(f"engine rank {placement.rank} ({placement.device}): rank 0 is gone; leaving the run",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="engine-watch-rank-0", daemon=True).start()
 
 
 def _free_port() -> int:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -131,3 +133,46 @@ def test_a_rank_that_dies_before_joining_stops_the_run_at_once(tmp_path, corpus_
     last = stopped.stderr.strip().splitlines()[-1]
     assert last == "engine ingest: rank 1 (cpu) exited with code 3 before joining the run; nothing was processed"
     assert segments_of(tmp_path / "store") == []
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The rank processes `engine ingest --devices` started (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through Linux's /proc")
+def test_a_worker_leaves_when_rank_zero_is_killed(tmp_path, corpus_and_reference, runtime, default_model_path):
+    """Killed while its worker is still starting and joining, rank 0 cannot end it: the worker must see
+    rank 0 gone and leave, not wait out the 30-minute rendezvous. The store is untouched and opens."""
+    corpus, reference = corpus_and_reference
+    new_store(tmp_path / "store", corpus, runtime)
+    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(tmp_path / "store"),
+               "--devices", "cpu,cpu", "--model", str(default_model_path)]
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
+    rank_zero = subprocess.Popen(command, env=environment, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers := spawned_workers(rank_zero.pid)) and time.monotonic() < deadline:
+            assert rank_zero.poll() is None, "rank 0 ended before it started a worker"
+            time.sleep(0.05)
+        assert len(workers) == 1
+    finally:
+        rank_zero.send_signal(signal.SIGKILL)
+        rank_zero.wait()
+    deadline = time.monotonic() + 120  # a bound far below the 30 minutes it would otherwise wait
+    while is_running(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not is_running(workers[0])
+    assert segments_of(tmp_path / "store") == []
+    with open_store(tmp_path / "store", runtime=runtime) as store, open_store(reference, runtime=runtime) as one:
+        assert store.documents() == one.documents() != []
