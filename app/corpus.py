@@ -118,6 +118,7 @@ class Corpus:
                         report(progress)
 
                 processing = writer.process(processed)
+                writer.prepare_index()  # past 2M keys: trains the lists here, not in the next question
         finally:
             self._adding.release()
         result.added, result.updated, result.unchanged = summary.added, summary.updated, summary.unchanged

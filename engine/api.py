@@ -17,6 +17,7 @@ from engine.errors import UsageError
 from engine.config import EngineConfig, load_config
 from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
                            store_figures)
+from engine import key_index
 from engine.key_index import KeyIndex
 from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
@@ -74,6 +75,18 @@ class EngineStore:
             report = process_store(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
         self._index = None
         return report
+
+    def prepare_index(self) -> bool:
+        """Past `key_index.EXACT_MAX_ROWS` keys, builds the IVF index now and saves it in the store; below, does
+        nothing (the exact index has nothing to train). Returns whether it built one.
+
+        Training the lists takes tens of seconds at 2M keys and minutes at 10M. Done here, at the end of the
+        ingest that made the store that large, no question has to wait for it: `ask` finds the saved lists.
+        """
+        if self.config is None or key_index.stored_rows(self.store.db) <= key_index.EXACT_MAX_ROWS:
+            return False
+        self._index = KeyIndex.build(self.root, self.store.db, self.config)
+        return True
 
     def index(self) -> KeyIndex:
         if self._index is None:

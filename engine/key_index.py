@@ -202,6 +202,11 @@ class KeyIndex:
         self.saved_rows = self.tokens
 
 
+def stored_rows(db) -> int:
+    """Keys the store holds for each head: one for every token of every recorded segment."""
+    return db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+
+
 def segment_positions(segments: dict[int, int]) -> np.ndarray:
     """Row -> token position of an index holding `segments` (token_start -> token_end) in that order."""
     return np.concatenate([np.zeros(0, dtype=np.int64)] +

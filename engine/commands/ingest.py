@@ -150,7 +150,10 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
             rate = done / max(time.perf_counter() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} tok/s")
 
-        return memory.process(advance, across_ranks, batch_segments)
+        report = memory.process(advance, across_ranks, batch_segments)
+    with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
+        memory.prepare_index()
+    return report
 
 
 def _model_key(model_path: Path) -> str:

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from engine import key_index
+from engine import index_file, key_index
 from engine.api import EngineStore, open_store
+from engine.cli import main
+from engine.key_index import KeyIndex
 from engine.errors import UsageError
 from engine.states import read_state
 from engine.runtime import load_runtime
@@ -87,11 +89,19 @@ def test_citations_point_at_the_file_and_line_of_the_fact(notes_store, runtime):
             assert top["start_line"] <= line <= top["end_line"]
 
 
-def test_citations_hold_with_the_approximate_index(notes_store, runtime, tmp_path, monkeypatch):
-    """The IVF path, forced (the notes are far below the threshold), still cites the fact's file and line."""
+def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, runtime, tmp_path, monkeypatch,
+                                                                 default_model_path):
+    """Past the threshold (forced: the notes are far below it) `engine ingest` trains and saves the IVF lists,
+    so the question after it trains nothing; and the IVF path still cites the fact's file and line."""
     root, where = notes_store
     shutil.copytree(root, tmp_path / "store")  # the index file it saves stays out of the shared store
     monkeypatch.setattr(key_index, "EXACT_MAX_ROWS", 0)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "garden.md").write_text("The shed key hangs behind the rain barrel.\n")
+    assert main(["ingest", str(tmp_path / "more"), "--store", str(tmp_path / "store"), "--device", "cpu",
+                 "--model", str(default_model_path)]) == 0
+    assert (tmp_path / "store" / index_file.INDEX / index_file.KEYS_FILE).exists()
+    monkeypatch.setattr(KeyIndex, "trained", classmethod(lambda cls, *args: pytest.fail("the question trained")))
     question = "What is the combination of the bike lock?"
     name, line = where[question]
     with open_store(tmp_path / "store", runtime=runtime) as store:
