@@ -78,8 +78,8 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
         problems += [f"rank {rank} ({status['device']}) loaded another model (digest {status['digest'][:12]}…)"
                      for rank, status in enumerate(ranks) if status.get("digest") not in (None, runtime.digest)]
         sizes = [batch_segments or default_batch_segments(status["device"]) for status in ranks]
-        steps = deal(segments, sizes)
-        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), steps, max(sizes)))
+        steps, rows = deal(segments, sizes), max(sizes)
+        _send_plan(Plan(None, [], stop="; ".join(problems)) if problems else Plan(asdict(config), steps, rows))
     except (RuntimeError, dist.DistError) as error:
         raise RankLost(0, len(segments), error) from error
     if problems:
@@ -91,7 +91,6 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
     started, stamp = time.perf_counter(), pass_stamp()
     comm = _comm_device(runtime)
     tokens_file = root / "tokens.u32"
-    rows = max(sizes)
     for step in steps:
         outgoing = [_token_tensor([read_tokens(tokens_file, *segment) for segment in batch], config, rows, comm)
                     for batch in step]

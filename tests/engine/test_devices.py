@@ -45,10 +45,15 @@ def new_store(root: Path, corpus: Path, runtime) -> None:
         catalog.set_meta(store.store.db, "engine_config", json.dumps(asdict(config)))
 
 
-def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, *options: str, **env) -> subprocess.CompletedProcess:
+def two_rank_ingest(root: Path, corpus: Path, model: Path, *options: str, **env) -> tuple[list[str], dict]:
+    """The command and environment of `engine ingest --devices cpu,cpu` run from this checkout."""
     command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(root), "--devices", "cpu,cpu",
                "--model", str(model), *options]
-    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1", **env)
+    return command, dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1", **env)
+
+
+def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, *options: str, **env) -> subprocess.CompletedProcess:
+    command, environment = two_rank_ingest(root, corpus, model, *options, **env)
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
 
 
@@ -156,9 +161,7 @@ def test_a_worker_leaves_when_rank_zero_is_killed(tmp_path, corpus_and_reference
     rank 0 gone and leave, not wait out the 30-minute rendezvous. The store is untouched and opens."""
     corpus, reference = corpus_and_reference
     new_store(tmp_path / "store", corpus, runtime)
-    command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(tmp_path / "store"),
-               "--devices", "cpu,cpu", "--model", str(default_model_path)]
-    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
+    command, environment = two_rank_ingest(tmp_path / "store", corpus, default_model_path)
     rank_zero = subprocess.Popen(command, env=environment, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
