@@ -14,7 +14,7 @@ from app.uploads import Upload
 from engine.api import READABLE_SUFFIXES
 from engine.errors import UsageError
 from engine.memory import StoreFigures
-from engine.selftest.passkey import run_passkey
+from engine.selftest.passkey import run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
 SELFTEST_LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
@@ -193,16 +193,15 @@ def selftest_tab(corpus: Corpus) -> None:
 
         results = run_passkey(corpus.runtime, chosen_lengths, int(count), on_result=counted)
         rows, points = [], []
-        for length in chosen_lengths:
-            group = [r for r in results if r.length == length]
-            engine = sum(r.passed for r in group) / len(group)
-            baselines = [r.baseline_passed for r in group if r.baseline_passed is not None]
-            baseline = sum(baselines) / len(baselines) if baselines else None
-            rows.append([length, len(group), f"{engine:.0%}", "—" if baseline is None else f"{baseline:.0%}"])
-            points.append({"tokens": length, "accuracy": engine, "method": "engine"})
+        for row in summarise(results):
+            baseline, retrieved = row["baseline_accuracy"], row["retrieved"]
+            rows.append([row["length"], row["trials"], f"{row['accuracy']:.0%}", f"{retrieved:.0%}",
+                         "—" if baseline is None else f"{baseline:.0%}"])
+            points.append({"tokens": row["length"], "accuracy": row["accuracy"], "method": "engine"})
             if baseline is not None:
-                points.append({"tokens": length, "accuracy": baseline, "method": "full attention"})
-        return pd.DataFrame(rows, columns=["tokens", "trials", "engine", "full attention"]), pd.DataFrame(points)
+                points.append({"tokens": row["length"], "accuracy": baseline, "method": "full attention"})
+        return (pd.DataFrame(rows, columns=["tokens", "trials", "engine", "needle retrieved", "full attention"]),
+                pd.DataFrame(points))
 
     start.click(run, [lengths, trials], [table, plot], concurrency_id="selftest", api_name="selftest")
 

@@ -3,8 +3,8 @@
     python bench/bench_passkey.py --lengths 4k,32k --trials 20 [--device cuda] [--out FILE]
 
 Writes bench/results/passkey_<device>.json, or FILE, after every trial: accuracy by length and depth, each trial's answer
-(so a failure can be told apart: a wrong number means the needle was read and misquoted, filler means
-retrieval missed it), the machine's load average at the start and end (other work slows every figure).
+and whether retrieval put the needle in the prompt (so a failure can be told apart: a retrieval miss,
+or a needle read and not answered), the machine's load average at the start and end (other work slows every figure).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from engine.commands.selftest import parse_lengths, summarise
+from engine.commands.selftest import parse_lengths
 from engine.runtime import load_runtime
-from engine.selftest.passkey import TrialResult, run_passkey
+from engine.selftest.passkey import TrialResult, run_passkey, summarise
 
 
 def main() -> None:
@@ -36,20 +36,22 @@ def main() -> None:
     started = time.perf_counter()
     results: list[TrialResult] = []
     if args.resume and out.exists():
-        results = [TrialResult(t["length"], t["depth"], t["passed"], t["baseline_passed"], t["answer"])
+        results = [TrialResult(t["length"], t["depth"], t["passed"], t["baseline_passed"], t["answer"],
+                               t.get("needle_read"))
                    for t in json.loads(out.read_text())["trials"]]
     done = {(r.length, round(r.depth, 3)) for r in results}
 
     def record(result: TrialResult) -> None:
         """Prints the trial and rewrites the report: a long run stopped early keeps the trials it finished."""
-        print(f"{result.length:>9,} depth {result.depth:4.0%} engine {result.passed} "
+        print(f"{result.length:>9,} depth {result.depth:4.0%} engine {result.passed} needle read {result.needle_read} "
               f"full-attention {result.baseline_passed} {result.answer.strip()[:60]!r}", flush=True)
         results.append(result)
         report = {"date": date.today().isoformat(), "device": args.device, "model": runtime.source.name,
                   "seconds": time.perf_counter() - started, "load_average_start": load_at_start,
                   "load_average_end": os.getloadavg(), "lengths": summarise(results),
                   "trials": [{"length": r.length, "depth": round(r.depth, 3), "passed": r.passed,
-                              "baseline_passed": r.baseline_passed, "answer": r.answer} for r in results]}
+                              "baseline_passed": r.baseline_passed, "needle_read": r.needle_read,
+                              "answer": r.answer} for r in results]}
         out.write_text(json.dumps(report, indent=2) + "\n")
 
     run_passkey(runtime, parse_lengths(args.lengths), args.trials, on_result=record,

@@ -75,6 +75,7 @@ class Answer:
     grounded: bool = False
     corpus_share: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    excerpts: list[Excerpt] = field(default_factory=list)  # what the prompt held, cited or not
 
 
 def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int, float]], block_tokens: int,
@@ -205,7 +206,7 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
                   started: float, temperature: float = 0.0) -> Iterator[tuple[str, object]]:
     """Events: ("token", text) as the answer streams, then ("answer", Answer)."""
     prompt = build_prompt(runtime, excerpts, question)
-    result = Answer()
+    result = Answer(excerpts=excerpts)
     produced: list[int] = []
 
     def counted():

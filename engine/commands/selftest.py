@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections import defaultdict
 
 from rich.console import Console
 from rich.table import Table
 
 from engine.errors import UsageError
 from engine.runtime import load_runtime
-from engine.selftest.passkey import TrialResult, run_passkey
+from engine.selftest.passkey import TrialResult, run_passkey, summarise
 
 
 def parse_lengths(text: str) -> list[int]:
@@ -38,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     def show(result: TrialResult) -> None:
         if not args.json:
-            mark = "pass" if result.passed else "FAIL"
+            mark = "pass" if result.passed else "FAIL (needle retrieved, not answered)" if result.needle_read \
+                else "FAIL (retrieval missed the needle)"
             console.print(f"{result.length:>9,} tokens  depth {result.depth:4.0%}  {mark}  {result.answer.strip()[:60]!r}")
 
     results = run_passkey(runtime, lengths, args.trials, seed=args.seed, on_result=show)
@@ -46,22 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"lengths": summary, "trials": [vars(result) for result in results]}))
         return 0
-    table = Table("length (tokens)", "engine", "full attention", title="passkey retrieval", title_justify="left")
+    table = Table("length (tokens)", "engine", "needle retrieved", "full attention", title="passkey retrieval",
+                  title_justify="left")
     for row in summary:
         baseline = "—" if row["baseline_accuracy"] is None else f"{row['baseline_accuracy']:.0%}"
-        table.add_row(f"{row['length']:,}", f"{row['accuracy']:.0%} of {row['trials']}", baseline)
+        table.add_row(f"{row['length']:,}", f"{row['accuracy']:.0%} of {row['trials']}", "—" if row["retrieved"] is None else f"{row['retrieved']:.0%}",
+                      baseline)
     Console().print(table)
     return 0
-
-
-def summarise(results: list[TrialResult]) -> list[dict]:
-    by_length: dict[int, list[TrialResult]] = defaultdict(list)
-    for result in results:
-        by_length[result.length].append(result)
-    rows = []
-    for length, group in by_length.items():
-        baselines = [r.baseline_passed for r in group if r.baseline_passed is not None]
-        rows.append({"length": length, "trials": len(group), "accuracy": sum(r.passed for r in group) / len(group),
-                     "baseline_accuracy": sum(baselines) / len(baselines) if baselines else None,
-                     "by_depth": {f"{r.depth:.2f}": r.passed for r in group}})
-    return rows

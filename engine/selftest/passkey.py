@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +69,13 @@ class TrialResult:
     passed: bool
     baseline_passed: bool | None
     answer: str
+    needle_read: bool | None = None  # whether retrieval put the passkey in the prompt: tells a retrieval miss
+    # from a misread needle (None in reports written before it was recorded)
 
 
-def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
-    """The haystack as a file, through the same ingest and engine path as real documents, in a fresh store."""
+def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> tuple[str, bool]:
+    """The haystack as a file, through the same ingest and engine path as real documents, in a fresh store.
+    Returns the answer and whether the passkey was in the excerpts the model read."""
     from engine.api import open_store
 
     corpus = workdir / "corpus"
@@ -81,7 +85,8 @@ def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> str:
         memory.add([corpus])
         memory.process()
         answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
-    return answer.text
+    read = any(str(trial.passkey) in runtime.tokenizer.decode(excerpt.ids) for excerpt in answer.excerpts)
+    return answer.text, read
 
 
 def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0,
@@ -99,12 +104,29 @@ def run_passkey(runtime: Runtime, lengths: list[int], trials: int, seed: int = 0
             if skip is not None and skip(length, depth):
                 continue
             with tempfile.TemporaryDirectory(prefix="passkey-") as workdir:
-                answer = engine_answer(runtime, trial, Path(workdir))
+                answer, needle_read = engine_answer(runtime, trial, Path(workdir))
             baseline = None
             if trial.tokens + 64 <= baseline_limit:
                 baseline = trial.passes(full_attention_answer(runtime, trial))
-            result = TrialResult(length, depth, trial.passes(answer), baseline, answer)
+            result = TrialResult(length, depth, trial.passes(answer), baseline, answer, needle_read)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def summarise(results: list[TrialResult]) -> list[dict]:
+    """Per length: trials, engine accuracy, the share of trials in which retrieval put the needle in the
+    prompt, the full-attention baseline's accuracy (None where no trial fitted its context), pass/fail by depth."""
+    by_length: dict[int, list[TrialResult]] = defaultdict(list)
+    for result in results:
+        by_length[result.length].append(result)
+    rows = []
+    for length, group in by_length.items():
+        baselines = [r.baseline_passed for r in group if r.baseline_passed is not None]
+        known = [r.needle_read for r in group if r.needle_read is not None]
+        rows.append({"length": length, "trials": len(group), "accuracy": sum(r.passed for r in group) / len(group),
+                     "retrieved": sum(known) / len(known) if known else None,
+                     "baseline_accuracy": sum(baselines) / len(baselines) if baselines else None,
+                     "by_depth": {f"{r.depth:.2f}": r.passed for r in group}})
+    return rows

@@ -109,10 +109,11 @@ def test_with_auth_the_right_login_is_served(guarded):
 def test_the_selftest_page_reports_accuracy_by_length_for_engine_and_full_attention(server):
     url, _corpus, _root = server
     table, plot = Client(url, verbose=False).predict(["1k"], 1, api_name="/selftest")
-    assert table["headers"] == ["tokens", "trials", "engine", "full attention"]
+    assert table["headers"] == ["tokens", "trials", "engine", "needle retrieved", "full attention"]
     assert [row[:2] for row in table["data"]] == [[1024, 1]]
-    engine, full = table["data"][0][2:]
+    engine, retrieved, full = table["data"][0][2:]
     assert engine in ("0%", "100%") and full in ("0%", "100%")  # one trial: it passed or it did not
+    assert retrieved == "100%"  # a 1k haystack is a handful of blocks: the needle's is always among those read
     assert plot["columns"] == ["tokens", "accuracy", "method"]
     assert sorted(plot["data"]) == sorted([[1024, float(engine == "100%"), "engine"],
                                            [1024, float(full == "100%"), "full attention"]])

@@ -24,7 +24,7 @@ from engine.key_index import KeyIndex
 from engine.errors import UsageError
 from engine.states import read_state
 from engine.runtime import load_runtime
-from engine.selftest.passkey import run_passkey
+from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
 from ingest.store import Store
 
 FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",
@@ -123,6 +123,17 @@ def test_answer_uses_the_fact(notes_store, runtime):
 def test_passkey_at_4k_passes_through_ingest_and_engine(runtime):
     results = run_passkey(runtime, [4096], trials=1, baseline_limit=0)
     assert results[0].passed, results[0].answer
+    assert results[0].needle_read
+
+
+def test_a_haystack_without_the_needle_is_reported_as_not_retrieved(runtime, tmp_path):
+    """The needle flag reads what the prompt held: with no needle in the text it cannot be true, whatever
+    number the model makes up."""
+    haystack = " ".join([TASK] + [FILLER] * 60)
+    trial = PasskeyTrial(passkey=52817, depth=0.5, haystack=haystack, tokens=len(runtime.tokenizer.encode(haystack)))
+    answer, needle_read = engine_answer(runtime, trial, tmp_path)
+    assert not needle_read
+    assert not trial.passes(answer)
 
 
 def test_question_on_an_empty_store_is_refused(tmp_path, runtime):
