@@ -184,22 +184,63 @@ def citation_record(excerpt: Excerpt, text: str) -> dict:
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
+def _sentence_key(text: str) -> str:
+    """A sentence as compared for repeats: spaces collapsed, list numbers and bullets dropped, lower case."""
+    return " ".join(text.split()).lstrip("0123456789.)-* ").lower()
+
+
+def _finished_sentences(text: str) -> tuple[list[tuple[str, int]], int]:
+    """The finished sentences (or lines) of `text`, each as (key, where it ends), and where the unfinished rest
+    begins. A bare list number or a blank line is not a sentence: it joins the one after it."""
+    sentences, begin = [], 0
+    for boundary in SENTENCE_END.finditer(text):
+        key = _sentence_key(text[begin:boundary.end()])
+        if key:
+            sentences.append((key, boundary.end()))
+            begin = boundary.end()
+    return sentences, begin
+
+
 def repeat_cut(text: str) -> int | None:
     """Where to cut `text` when its last finished sentence (or line) says again what an earlier one said:
     the end of the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small
     model loops ("She is the one who made the design of the project." over and over), and the loop adds
     nothing. List numbers and bullets are not sentences of their own."""
     seen: set[str] = set()
-    begin, kept_end = 0, 0
-    for boundary in SENTENCE_END.finditer(text):
-        sentence = " ".join(text[begin:boundary.end()].split()).lstrip("0123456789.)-* ").lower()
-        if sentence:
-            if sentence in seen:
-                return kept_end
-            seen.add(sentence)
-            kept_end = boundary.end()
-        begin = boundary.end()
+    kept_end = 0
+    for key, end in _finished_sentences(text)[0]:
+        if key in seen:
+            return kept_end
+        seen.add(key)
+        kept_end = end
     return None
+
+
+def shown_length(text: str) -> int:
+    """How much of a streaming answer may be shown yet: all of it, except an unfinished last sentence that so
+    far reads like the start of an earlier one. It may be a repeat that `repeat_cut` will take out, and text
+    already printed on a terminal cannot be taken back."""
+    sentences, rest = _finished_sentences(text)
+    tail = _sentence_key(text[rest:])
+    return rest if any(key.startswith(tail) for key, _ in sentences) else len(text)
+
+
+def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces of a streaming answer as they may be shown: held back while they might start a repeated
+    sentence, ending before the first repeat. Joined, they are the kept answer."""
+    text, shown = "", 0
+    for piece in pieces:
+        text += piece
+        cut = repeat_cut(text)
+        if cut is not None:
+            text = text[:cut]
+            break
+        ready = shown_length(text)
+        if ready > shown:
+            yield text[shown:ready]
+            shown = ready
+    if len(text) > shown:
+        yield text[shown:]
 
 
 def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
@@ -214,16 +255,16 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
             produced.append(token)
             yield token
 
+    def timed():
+        for number, piece in enumerate(stream_text(runtime.tokenizer, counted())):
+            if number == 0:
+                result.timings["first_token_s"] = time.perf_counter() - started
+            yield piece
+
     pieces = []
-    for piece in stream_text(runtime.tokenizer, counted()):
-        if not pieces:
-            result.timings["first_token_s"] = time.perf_counter() - started
+    for piece in without_repeats(timed()):
         pieces.append(piece)
         yield "token", piece
-        cut = repeat_cut("".join(pieces))
-        if cut is not None:
-            pieces = ["".join(pieces)[:cut]]
-            break
     result.text = "".join(pieces)
     if produced and excerpts:
         result.corpus_share = attention_on_excerpts(runtime, prompt, produced, excerpts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -235,3 +236,37 @@ def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
     assert cut("The lead is Marta. She made it. She made it. She") == "The lead is Marta. She made it."
     assert cut("She made it. She made it") is None  # not finished: no space after the full stop yet
     assert cut("It is 12. It is 13. ") is None
+
+
+def word_pieces(text: str) -> list[str]:
+    """`text` cut the way a tokenizer streams it: each word with the space before it."""
+    return re.findall(r"\s*\S+|\s+$", text)
+
+
+@pytest.mark.parametrize("looping, kept", [
+    ("The lead is Marta. She made it. She made it. She made it.", "The lead is Marta. She made it."),
+    ("1. On 12 June.\n2. On 12 June.\n3. On 12 June.\n", "1. On 12 June."),
+    ("It is 12. It is 13. It is 14.", "It is 12. It is 13. It is 14."),  # starts alike, never repeats
+])
+def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
+    """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
+    from engine.answer import without_repeats
+
+    assert "".join(without_repeats(iter(word_pieces(looping)))) == kept
+
+
+def test_a_streamed_answer_shows_new_text_as_it_comes():
+    from engine.answer import without_repeats
+
+    pulled = []
+
+    def pieces():
+        for piece in word_pieces("The lead is Marta. She designed the bridge."):
+            pulled.append(piece)
+            yield piece
+
+    shown = []
+    for piece in without_repeats(pieces()):
+        shown.append((piece, len(pulled)))
+    assert shown[0] == ("The", 1)  # the first word is out before the second is generated
+    assert len(shown) == len(pulled)  # no sentence repeats, so nothing waits
