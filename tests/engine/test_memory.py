@@ -19,6 +19,7 @@ import pytest
 import sqlite_utils
 
 from engine import index_file, key_index
+from engine.answer import excerpts_for_blocks
 from engine.api import EngineStore, open_store
 from engine.cli import main
 from engine.key_index import KeyIndex
@@ -219,6 +220,32 @@ def test_sigkill_mid_processing_then_resume_gives_the_uninterrupted_states(tmp_p
     assert resumed.keys() == expected.keys()
     for start, keys in expected.items():  # batched and single forward passes may round differently
         assert np.abs(resumed[start].astype(np.int16) - keys.astype(np.int16)).max() <= 1
+
+
+BLOCK = 64  # tokens per block in the stores these tests build (the default)
+
+
+def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_path, runtime):
+    """The pieces of one passage that a block takes from two spans go into the prompt as one excerpt under one
+    label, and its lines are still the file's."""
+    lines = [f"Entry {number}: the tide came in at {number % 12 + 1} o'clock and the boats went out."
+             for number in range(1, 121)]
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "log.txt").write_text("\n".join(lines) + "\n")
+    with open_store(tmp_path / "store", runtime=runtime, write=True) as store:
+        store.add([tmp_path / "corpus"])
+        db = store.store.db
+        spans = [tuple(row) for row in db.execute("SELECT token_start, token_end FROM spans ORDER BY token_start")]
+        assert len(spans) >= 2
+        boundary = spans[0][1]
+        blocks = sorted({(boundary - 1) // BLOCK, boundary // BLOCK})  # the block(s) either side of the seam
+        excerpts = excerpts_for_blocks(runtime, store.root, db, [(block, 1.0) for block in blocks], BLOCK, 1024)
+    assert len(excerpts) == 1
+    excerpt = excerpts[0]
+    assert excerpt.token_start < boundary < excerpt.token_start + len(excerpt.ids)
+    text = runtime.tokenizer.decode(excerpt.ids)
+    file_from_there = "".join(line + "\n" for line in lines[excerpt.line_start - 1:])
+    assert file_from_there.startswith(text) and text.endswith("\n")
 
 
 def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
