@@ -81,8 +81,9 @@ class Answer:
 def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int, float]], block_tokens: int,
                         max_tokens: int) -> list[Excerpt]:
     """The parts of live spans that the best blocks cover (best block first, until `max_tokens`), in corpus
-    order, parts that continue each other joined. Only the retrieved blocks go into the prompt, not whole spans: the small model reads a short
-    context far better (full attention finds a passkey in 100% of 0.5k-token haystacks, 75% at 1k)."""
+    order, parts that continue each other joined. Only the retrieved blocks go into the prompt, not whole
+    spans: the small model reads a short context far better (full attention finds a passkey in 100% of
+    0.5k-token haystacks, 75% at 1k)."""
     pieces: dict[int, list] = {}
     used = 0
     for block, _score in blocks:

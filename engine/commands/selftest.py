@@ -37,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     def show(result: TrialResult) -> None:
         if not args.json:
-            mark = "pass" if result.passed else "FAIL (needle retrieved, not answered)" if result.needle_read \
-                else "FAIL (retrieval missed the needle)"
+            if result.passed:
+                mark = "pass"
+            else:
+                mark = "FAIL (needle read, not answered)" if result.needle_read else "FAIL (retrieval missed the needle)"
             console.print(f"{result.length:>9,} tokens  depth {result.depth:4.0%}  {mark}  {result.answer.strip()[:60]!r}")
 
     results = run_passkey(runtime, lengths, args.trials, seed=args.seed, on_result=show)
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                   title_justify="left")
     for row in summary:
         baseline = "—" if row["baseline_accuracy"] is None else f"{row['baseline_accuracy']:.0%}"
-        table.add_row(f"{row['length']:,}", f"{row['accuracy']:.0%} of {row['trials']}", "—" if row["retrieved"] is None else f"{row['retrieved']:.0%}",
-                      baseline)
+        retrieved = "—" if row["retrieved"] is None else f"{row['retrieved']:.0%}"
+        table.add_row(f"{row['length']:,}", f"{row['accuracy']:.0%} of {row['trials']}", retrieved, baseline)
     Console().print(table)
     return 0

@@ -69,8 +69,9 @@ class TrialResult:
     passed: bool
     baseline_passed: bool | None
     answer: str
-    needle_read: bool | None = None  # whether retrieval put the passkey in the prompt: tells a retrieval miss
-    # from a misread needle (None in reports written before it was recorded)
+    # whether retrieval put the passkey in the prompt, which tells a retrieval miss from a misread needle
+    # (None in reports written before it was recorded)
+    needle_read: bool | None = None
 
 
 def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> tuple[str, bool]:
