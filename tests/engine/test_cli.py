@@ -99,3 +99,21 @@ def test_chat_refuses_bad_options_before_serving_anything(tmp_path, option, expe
 def test_unknown_device_is_refused(tiny_gguf):
     result = run_engine("generate", "hi", "--model", str(tiny_gguf), "--device", "tpu")
     assert result.returncode == 2 and "device" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_selftest_passkey_reports_each_trial_and_whether_the_needle_was_read(default_model_path, capsys):
+    assert main(["selftest", "passkey", "--lengths", "1k", "--trials", "2", "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [row] = report["lengths"]
+    assert row["length"] == 1024 and row["trials"] == 2
+    assert [trial["depth"] for trial in report["trials"]] == [0.25, 0.75]
+    for trial in report["trials"]:
+        assert trial["needle_read"] is True  # four 64-token blocks of a 1k haystack, the full-text path finds it
+        assert trial["baseline_passed"] is not None  # 1k fits the model's own context: the baseline runs
+    assert row["retrieved"] == 1.0
+    assert row["accuracy"] == sum(trial["passed"] for trial in report["trials"]) / 2
+
+
+def test_selftest_refuses_a_length_it_cannot_build(capsys):
+    assert main(["selftest", "passkey", "--lengths", "12q", "--device", "cpu"]) == 2
+    assert "--lengths" in capsys.readouterr().err
