@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -36,9 +37,7 @@ def main() -> None:
     started = time.perf_counter()
     results: list[TrialResult] = []
     if args.resume and out.exists():
-        results = [TrialResult(t["length"], t["depth"], t["passed"], t["baseline_passed"], t["answer"],
-                               t.get("needle_read"))
-                   for t in json.loads(out.read_text())["trials"]]
+        results = [TrialResult(**trial) for trial in json.loads(out.read_text())["trials"]]
     done = {(r.length, round(r.depth, 3)) for r in results}
 
     def record(result: TrialResult) -> None:
@@ -49,9 +48,7 @@ def main() -> None:
         report = {"date": date.today().isoformat(), "device": args.device, "model": runtime.source.name,
                   "seconds": time.perf_counter() - started, "load_average_start": load_at_start,
                   "load_average_end": os.getloadavg(), "lengths": summarise(results),
-                  "trials": [{"length": r.length, "depth": round(r.depth, 3), "passed": r.passed,
-                              "baseline_passed": r.baseline_passed, "needle_read": r.needle_read,
-                              "answer": r.answer} for r in results]}
+                  "trials": [dict(asdict(r), depth=round(r.depth, 3)) for r in results]}
         out.write_text(json.dumps(report, indent=2) + "\n")
 
     run_passkey(runtime, parse_lengths(args.lengths), args.trials, on_result=record,

@@ -227,9 +227,14 @@ def repeat_cut(text: str) -> int | None:
     the end of the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small
     model loops ("She is the one who made the design of the project." over and over), and the loop adds
     nothing. List numbers and bullets are not sentences of their own."""
+    return _first_repeat(_finished_sentences(text)[0])
+
+
+def _first_repeat(sentences: list[tuple[str, int]]) -> int | None:
+    """`repeat_cut` over sentences already split by `_finished_sentences`."""
     seen: set[str] = set()
     kept_end = 0
-    for key, end in _finished_sentences(text)[0]:
+    for key, end in sentences:
         if key in seen:
             return kept_end
         seen.add(key)
@@ -237,26 +242,21 @@ def repeat_cut(text: str) -> int | None:
     return None
 
 
-def shown_length(text: str) -> int:
-    """How much of a streaming answer may be shown yet: all of it, except an unfinished last sentence that so
-    far reads like the start of an earlier one. It may be a repeat that `repeat_cut` will take out, and text
-    already printed on a terminal cannot be taken back."""
-    sentences, rest = _finished_sentences(text)
-    tail = _sentence_key(text[rest:])
-    return rest if any(key.startswith(tail) for key, _ in sentences) else len(text)
-
-
 def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
-    """The pieces of a streaming answer as they may be shown: held back while they might start a repeated
-    sentence, ending before the first repeat. Joined, they are the kept answer."""
+    """The pieces of a streaming answer as they may be shown, ending before the first repeated sentence.
+    Joined, they are the kept answer: an unfinished sentence that so far reads like the start of an earlier
+    one is held back, since it may be a repeat that will be cut, and text already printed on a terminal
+    cannot be taken back."""
     text, shown = "", 0
     for piece in pieces:
         text += piece
-        cut = repeat_cut(text)
+        sentences, rest = _finished_sentences(text)
+        cut = _first_repeat(sentences)
         if cut is not None:
             text = text[:cut]
             break
-        ready = shown_length(text)
+        tail = _sentence_key(text[rest:])
+        ready = rest if any(key.startswith(tail) for key, _ in sentences) else len(text)
         if ready > shown:
             yield text[shown:ready]
             shown = ready
