@@ -172,7 +172,7 @@ def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
                   batch_segments: int | None = None) -> ProcessReport:
     """Reads every unprocessed range through the model, `batch_segments` segments a forward pass (the
     device's default when None), storing each batch as one step; `progress(done_tokens, total_tokens)`
-    after each step. A segment's recorded seconds are its share of its batch's forward pass."""
+    before the first step and after each. A segment's recorded seconds are its share of its batch's forward pass."""
     segments = planned_segments(db, config)
     batches = segment_batches(segments, batch_segments or default_batch_segments(runtime.device))
     total = sum(end - start for start, end in segments)
@@ -180,6 +180,8 @@ def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
     report = ProcessReport(ranks=[load])
     started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
     tokens_file = root / "tokens.u32"
+    if progress is not None and total:
+        progress(0, total)
     for batch in batches:
         began = time.perf_counter()
         keys = encode_segments(runtime, config, [read_tokens(tokens_file, start, end) for start, end in batch])

@@ -91,6 +91,8 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
     started, stamp = time.perf_counter(), pass_stamp()
     comm = _comm_device(runtime)
     tokens_file = root / "tokens.u32"
+    if progress is not None and total:
+        progress(0, total)
     for step in steps:
         outgoing = [_token_tensor([read_tokens(tokens_file, *segment) for segment in batch], config, rows, comm)
                     for batch in step]

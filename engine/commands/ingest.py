@@ -140,15 +140,16 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
     from engine.runtime import load_runtime
 
     memory = EngineStore(store, load_runtime(model, device))
-    columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
+    columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.fields[counts]}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("engine", total=None, rate="")
+        task = progress.add_task("engine", total=None, counts="", rate="")
         started = time.perf_counter()
 
         def advance(done: int, total: int) -> None:
             rate = done / max(time.perf_counter() - started, 1e-6)
-            progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} tok/s")
+            progress.update(task, completed=done, total=total, counts=f"{done:,}/{total:,} tokens",
+                            rate=f"{rate:,.0f} tok/s" if done else "")
 
         report = memory.process(advance, across_ranks, batch_segments)
     with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
