@@ -169,10 +169,18 @@ def main(argv: list[str] | None = None) -> int:
               "total_budget_s": args.total_s, "stages": {}, "targets": {}}
 
     def save() -> None:
+        """Both files as they stand; a fault in summarising is written down, never allowed to end the run."""
         report["elapsed_s"] = round(time.monotonic() - run_started, 1)
-        report["targets"] = targets(report["stages"], plan)
+        try:
+            report["targets"] = targets(report["stages"], plan)
+        except Exception as error:  # the measurements matter more than their summary
+            report["targets"] = {"error": f"{type(error).__name__}: {error}"}
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        (out / "gpu_check.txt").write_text(text_report(report))
+        try:
+            text = text_report(report)
+        except Exception as error:
+            text = f"gpu_check: the short report failed ({type(error).__name__}: {error}); see gpu_check.json\n"
+        (out / "gpu_check.txt").write_text(text)
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-", dir=args.workdir) as workdir:
         context = Context(args, plan, Path(workdir), save)
@@ -441,6 +449,8 @@ def stage_prefill(context: Context, clock: Clock, result: dict) -> None:
         theirs = transformers_twin(ours)
     except ImportError as error:
         result["transformers"] = f"not installed ({error}): ours alone"
+    except Exception as error:  # a transformers that cannot hold our weights still leaves our own figures
+        result["transformers"] = f"not comparable ({type(error).__name__}: {str(error)[:300]}): ours alone"
     if theirs is not None:
         result["transformers"] = __import__("transformers").__version__
         result["transformers_attention"] = getattr(theirs.config, "_attn_implementation", None)
