@@ -533,6 +533,7 @@ def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
 
     plan = context.plan
     runtime = context.runtime()
+    batch_segments = context.args.batch_segments or default_batch_segments(runtime.device)
     began = time.perf_counter()
     corpus = copy_corpus(context.workdir / "corpus", plan.corpus_tokens)
     result["corpus"] = corpus | {"copy_s": round(time.perf_counter() - began, 2)}
@@ -554,7 +555,7 @@ def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
 
         began = time.perf_counter()
         try:
-            report = store.process(watch)
+            report = store.process(watch, batch_segments=batch_segments)
         except BudgetSpent as spent:
             report = None
             stopped(result, str(spent))
@@ -565,7 +566,7 @@ def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
                                 "tokens_per_s": round(processed / pass_s) if pass_s else None,
                                 "forward_s": round(model_s, 2) if model_s is not None else None,
                                 "writes_and_catalog_s": round(pass_s - model_s, 2) if model_s is not None else None,
-                                "batch_segments": default_batch_segments(runtime.device)}
+                                "batch_segments": batch_segments}
         context.save()
         if not clock.allows(KEY_INDEX_RESERVE_S):
             # Past 2M keys the index trains its lists (tens of seconds, more at 10M) and cannot be cut short;
@@ -904,6 +905,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--total-s", type=float, help=f"the whole run's budget, after which stages are skipped "
                                                      f"(default {TOTAL_S}; smoke {SMOKE_TOTAL_S})")
     parser.add_argument("--corpus-tokens", type=int, help="ingest corpus size (default 10M; smoke 400)")
+    parser.add_argument("--batch-segments", type=int,
+                        help="segments a forward pass in the ingest stage (default: the engine's for the device)")
     parser.add_argument("--workdir", help="where the temporary stores go (default: the system's temp folder)")
     args = parser.parse_args(argv)
     args.stages = [name.strip() for name in args.stages.split(",") if name.strip()]

@@ -24,7 +24,7 @@ from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.extract import CODE, MARKDOWN, PDF, RST
-from ingest.pipeline import Progress, RunSummary, ingest
+from ingest.pipeline import IngestOptions, Progress, RunSummary, ingest
 from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
 
@@ -50,12 +50,13 @@ class EngineStore:
     def root(self) -> Path:
         return self.store.root
 
-    def add(self, paths: list[Path], progress: Progress | None = None) -> RunSummary:
+    def add(self, paths: list[Path], progress: Progress | None = None,
+            options: IngestOptions = IngestOptions()) -> RunSummary:
         """Ingests `paths` with this model's tokenizer (the store must be open for writing); `process()` reads them."""
         tokenizer = self.runtime.tokenizer
         try:
             return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint),
-                          progress=progress)
+                          options, progress=progress)
         except StoreError as error:
             raise UsageError(str(error)) from error
 

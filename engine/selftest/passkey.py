@@ -16,6 +16,8 @@ from pathlib import Path
 
 from engine.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
+from ingest.pipeline import IngestOptions
+from ingest.sources import WalkOptions
 
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
         "I will quiz you about the important information there.")
@@ -81,9 +83,12 @@ def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> tuple
 
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True)
-    (corpus / "haystack.txt").write_text(trial.haystack)
+    haystack = corpus / "haystack.txt"
+    haystack.write_text(trial.haystack)
+    # a 10M-token haystack is one file of about 40 MB, over the ingest's default cap for a single file
+    options = IngestOptions(walk=WalkOptions(max_file_bytes=max(WalkOptions.max_file_bytes, haystack.stat().st_size)))
     with open_store(workdir / "store", runtime=runtime, write=True) as memory:
-        memory.add([corpus])
+        memory.add([corpus], options=options)
         memory.process()
         answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
     read = any(str(trial.passkey) in runtime.tokenizer.decode(excerpt.ids) for excerpt in answer.excerpts)
