@@ -13,7 +13,7 @@ from app.corpus import AddProgress, Corpus
 from app.uploads import Upload
 from engine.api import READABLE_SUFFIXES
 from engine.errors import UsageError
-from engine.memory import StoreFigures
+from engine.memory.segments import StoreFigures
 from engine.selftest.passkey import run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from engine.api import open_store
-from engine.retrieval import retrieve
+from engine.answer.retrieval import retrieve
 from engine.runtime import load_runtime
-from engine.states import recorded_state_bytes
+from engine.memory.states import recorded_state_bytes
 from ingest import catalog
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -36,15 +36,15 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from engine.answer import Excerpt, build_prompt, excerpts_for_blocks
+from engine.answer.generation import Excerpt, build_prompt, excerpts_for_blocks
 from engine.api import MAX_CONTEXT_TOKENS, open_store
-from engine.attention import DilatedAttention, KeyRecorder
-from engine.memory import encode_segments
-from engine.model import apply_rope
-from engine.retrieval import retrieve
+from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.memory.segments import encode_segments
+from engine.model.llama import apply_rope
+from engine.answer.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from engine.selftest.passkey import QUESTION, make_trial
-from engine.states import recorded_state_bytes
+from engine.memory.states import recorded_state_bytes
 from eval_questions import answer_matches  # bench/ is the script's own folder
 from ingest.sequence import read_tokens
 

@@ -2,7 +2,7 @@
 
     store = engine.open_store("~/corpus-store")
     for kind, value in store.ask("Where is the spare key?"):
-        ...   # ("token", str) while the answer streams, then ("answer", engine.answer.Answer)
+        ...   # ("token", str) while the answer streams, then ("answer", engine.answer.generation.Answer)
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.answer import Answer, answer_stream, excerpts_for_blocks
-from engine.calibration import calibration_for
+from engine.answer.generation import Answer, answer_stream, excerpts_for_blocks
+from engine.memory.calibration import calibration_for
 from engine.errors import UsageError
-from engine.config import EngineConfig, load_config
-from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
-                           store_figures)
-from engine import key_index
-from engine.key_index import KeyIndex
-from engine.retrieval import retrieve
+from engine.memory.config import EngineConfig, load_config
+from engine.memory.segments import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
+                                    store_figures)
+from engine.memory import key_index
+from engine.memory.key_index import KeyIndex
+from engine.answer.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
@@ -62,13 +62,13 @@ class EngineStore:
     def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
                 batch_segments: int | None = None) -> ProcessReport:
         """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
-        segments out to every rank (`engine.sharded`). `batch_segments` segments go through the model in one
+        segments out to every rank (`engine.parallel.sharded`). `batch_segments` segments go through the model in one
         forward pass (default: what suits each device); the stored keys do not depend on it."""
         if batch_segments is not None and batch_segments < 1:
             raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
         if across_ranks:
-            from engine.sharded import coordinate
+            from engine.parallel.sharded import coordinate
 
             report = coordinate(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
         else:

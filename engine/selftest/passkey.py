@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.generate import generate_tokens, stream_text
+from engine.model.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "

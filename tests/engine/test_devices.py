@@ -18,11 +18,11 @@ import pytest
 import sqlite_utils
 
 from engine.api import open_store
-from engine.calibration import calibration_for
+from engine.memory.calibration import calibration_for
 from engine.cli import main
-from engine.config import EngineConfig
+from engine.memory.config import EngineConfig
 from engine.runtime import load_runtime
-from engine.states import read_state
+from engine.memory.states import read_state
 from ingest import catalog
 from tests.engine.test_memory import write_corpus
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.runtime import load_runtime
-from engine.weights import load_model_files
+from engine.model.weights import load_model_files
 from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
 
 pytest.importorskip("transformers")

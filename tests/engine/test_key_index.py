@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import index_file
-from engine.config import EngineConfig
-from engine.key_index import KeyIndex, unit_keys
-from engine.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
-from engine.states import write_states
+from engine.memory import index_file
+from engine.memory.config import EngineConfig
+from engine.memory.key_index import KeyIndex, unit_keys
+from engine.answer.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
+from engine.memory.states import write_states
 from ingest import catalog
 from ingest.store import Store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.api import open_store
-from engine.retrieval import lexical_block_ranking, question_words, text_reader
+from engine.answer.retrieval import lexical_block_ranking, question_words, text_reader
 from engine.runtime import load_runtime
 
 BLOCK = 64

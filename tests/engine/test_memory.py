@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from engine import index_file, key_index
-from engine.answer import excerpts_for_blocks
+from engine.memory import index_file, key_index
+from engine.answer.generation import excerpts_for_blocks
 from engine.api import EngineStore, open_store
 from engine.cli import main
-from engine.key_index import KeyIndex
+from engine.memory.key_index import KeyIndex
 from engine.errors import UsageError
-from engine.states import read_state
+from engine.memory.states import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
 from ingest.store import Store
@@ -249,7 +249,7 @@ def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_
 
 
 def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
-    from engine.answer import repeat_cut
+    from engine.answer.generation import repeat_cut
 
     def cut(text):
         at = repeat_cut(text)
@@ -277,13 +277,13 @@ def word_pieces(text: str) -> list[str]:
 ])
 def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
     """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
-    from engine.answer import without_repeats
+    from engine.answer.generation import without_repeats
 
     assert "".join(without_repeats(iter(word_pieces(looping)))) == kept
 
 
 def test_a_streamed_answer_shows_new_text_as_it_comes():
-    from engine.answer import without_repeats
+    from engine.answer.generation import without_repeats
 
     pulled = []
 

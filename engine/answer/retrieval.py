@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.attention import QueryRecorder
-from engine.config import EngineConfig
-from engine.generate import question_prompt
-from engine.key_index import KeyIndex
+from engine.model.attention import QueryRecorder
+from engine.memory.config import EngineConfig
+from engine.model.generate import question_prompt
+from engine.memory.key_index import KeyIndex
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens

@@ -8,7 +8,7 @@ the scoring that works is MaxSim over mean-centred unit keys, so the calibration
 KV head's mean key, which the store needs to centre its keys.
 
 The result for a model is cached by the model file's digest (`calibration-<digest>.json` in the user
-cache); for the embedded default model it ships with the package (`engine/calibration_default.json`).
+cache); for the embedded default model it ships with the package (`engine/memory/calibration_default.json`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.generate import question_prompt
-from engine.model_files import cache_dir
+from engine.model.generate import question_prompt
+from engine.model.files import cache_dir
 from engine.runtime import Runtime
 
 # Facts unlike anything in data/ (whose questions evaluate the engine), so calibration cannot overfit them.

@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import load_config
+from engine.memory.config import load_config
 from engine.errors import UsageError
-from engine.states import recorded_state_bytes
+from engine.memory.states import recorded_state_bytes
 from ingest.catalog import StoreError, status_report
 from ingest.store import Store
 

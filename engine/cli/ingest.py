@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine.errors import RunError, UsageError
-from engine.model_files import resolve_model_path
+from engine.model.files import resolve_model_path
 from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.pipeline import IngestOptions, RunSummary, ingest
@@ -35,7 +35,7 @@ QUIET_REASONS = {"empty", "binary"}  # expected in any repository: counted, not 
 def run(args: argparse.Namespace) -> int:
     placement = devices = None
     if args.devices or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # imports torch: only for several devices
-        from engine.devices import parse_devices, torchrun_placement
+        from engine.parallel.devices import parse_devices, torchrun_placement
 
         placement = torchrun_placement(args.device)
         if args.devices and placement is not None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     def tokenizer() -> SequenceTokenizer:
-        from engine.weights import load_model_tokenizer  # imports torch: only when there is reading to do
+        from engine.model.weights import load_model_tokenizer  # imports torch: only when there is reading to do
 
         chat = load_model_tokenizer(model_path)
         return sequence_tokenizer(chat.backend, chat.fingerprint)
@@ -93,8 +93,8 @@ def _on_devices(store: Store, model: str | None, device: str | None, devices: li
     """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
     if placement is None and not wanted:
         return None
-    from engine.devices import Cluster  # imports torch: only when the model must read or ranks wait
-    from engine.sharded import RankLost, release
+    from engine.parallel.devices import Cluster  # imports torch: only when the model must read or ranks wait
+    from engine.parallel.sharded import RankLost, release
 
     if placement is not None:  # under torchrun the other ranks wait for rank 0's word, work or not
         with Cluster.torchrun(placement) as cluster:
@@ -121,9 +121,9 @@ def _stopped_message(cluster, lost) -> str:
 
 def _serve(placement, model: str | None) -> int:
     """A torchrun rank other than 0: it never opens the store, it computes what rank 0 deals out."""
-    from engine.devices import join, leave
+    from engine.parallel.devices import join, leave
     from engine.runtime import load_runtime
-    from engine.sharded import serve
+    from engine.parallel.sharded import serve
 
     join(placement)
     try:

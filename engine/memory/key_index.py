@@ -16,7 +16,7 @@ bytes a key) would take seven times their memory.
 Lists are trained on the keys present when a store crosses the threshold, and trained again whenever it
 has grown `RETRAIN_GROWTH` times since, so segments added later (`refresh`) go into lists that still fit
 them, and the keys added over a store's life, retraining included, stay under 4/3 of its size. Trained
-lists are kept in `<store>/index/` (`engine.index_file`): training takes far longer than a search.
+lists are kept in `<store>/index/` (`engine.memory.index_file`): training takes far longer than a search.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from engine import index_file
-from engine.config import EngineConfig
-from engine.states import read_state
+from engine.memory import index_file
+from engine.memory.config import EngineConfig
+from engine.memory.states import read_state
 
 # Exact up to 2M rows: 0.6 s a question at 2M on 2 shared cores, a small part of the 5 s first-token budget,
 # with nothing to train; above, the IVF lists (trained once, kept) search 4M rows 10 times faster.
@@ -92,7 +92,7 @@ class KeyIndex:
     Segments are only ever added to a store, so an open index catches up by adding the state files of
     segments recorded since (`refresh`): a long-running reader (the web app) sees what an ingest beside it
     commits without reading every state again. A segment is recorded only after its state file is whole.
-    An index given the store's `config` keeps its trained lists in `<store>/index/` (`engine.index_file`)
+    An index given the store's `config` keeps its trained lists in `<store>/index/` (`engine.memory.index_file`)
     and starts from them at the next open; one without (benches) never writes there.
     """
 

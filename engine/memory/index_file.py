@@ -25,7 +25,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from engine.config import EngineConfig
+from engine.memory.config import EngineConfig
 
 INDEX = "index"
 KEYS_FILE = "keys.safetensors"

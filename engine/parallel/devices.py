@@ -192,7 +192,7 @@ class Cluster:
 def run_worker(placement: Placement, model: str | None) -> None:
     """A spawned rank: join, compute what rank 0 deals out, leave. Errors end the process non-zero."""
     from engine.runtime import load_runtime
-    from engine.sharded import exits_before_joining, serve
+    from engine.parallel.sharded import exits_before_joining, serve
 
     if exits_before_joining(placement.rank):
         os._exit(3)

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import torch
 
-from engine.attention import AttentionMass
-from engine.generate import generate_tokens, stream_text
+from engine.model.attention import AttentionMass
+from engine.model.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens

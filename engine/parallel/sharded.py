@@ -5,7 +5,7 @@ store, so they may run on other machines. The segments a pass must read are deal
 step every rank takes a batch of up to its `batch_segments` equal-length segments (one forward pass;
 the device's default unless `--batch-segments` says otherwise for all). Rank 0 scatters to each rank its
 batch's token ids, every rank encodes its batch on its device, rank 0 gathers the int8 keys, writes the
-step's state files durably together (`engine.states.write_states`) and records the whole step in one
+step's state files durably together (`engine.memory.states.write_states`) and records the whole step in one
 catalog transaction. A step is stored whole or not at all.
 
 A rank that dies makes rank 0's next collective fail: the pass stops with `RankLost`, what was
@@ -26,19 +26,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine.config import EngineConfig, config_from_values
-from engine.devices import Placement
+from engine.memory.config import EngineConfig, config_from_values
+from engine.parallel.devices import Placement
 from engine.errors import UsageError
-from engine.memory import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
-                           planned_segments)
-from engine.model_files import ModelError
+from engine.memory.segments import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
+                                    planned_segments)
+from engine.model.files import ModelError
 from engine.runtime import Runtime
-from engine.states import write_states
+from engine.memory.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 
 # Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments;
-# "RANK:join" makes a spawned rank exit before it joins the process group (engine.devices).
+# "RANK:join" makes a spawned rank exit before it joins the process group (engine.parallel.devices).
 EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
 
 

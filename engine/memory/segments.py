@@ -12,7 +12,7 @@ Segments of one length go through the model `batch_segments` at a time, as the r
 never see each other); the default suits the device (`default_batch_segments`) and is not part of the
 store's config: a store's keys do not depend on it (batched and single passes agree within an int8
 step). Each batch is stored as one step: its state files made whole and durable together
-(`engine.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
+(`engine.memory.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
 moment leaves a store whose recorded segments all have whole state files, and a re-run carries on from
 the first unrecorded one.
 """
@@ -31,12 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.attention import DilatedAttention, KeyRecorder
-from engine.calibration import Calibration
-from engine.config import EngineConfig, load_config
+from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.memory.calibration import Calibration
+from engine.memory.config import EngineConfig, load_config
 from engine.errors import UsageError
 from engine.runtime import Runtime
-from engine.states import recorded_state_bytes, write_states
+from engine.memory.states import recorded_state_bytes, write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 from ingest.store import Store

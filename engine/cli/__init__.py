@@ -1,6 +1,6 @@
 """The `engine` command: one entry point for the whole product.
 
-Each subcommand lives in its own module under `engine/commands/`; this file only parses arguments,
+Each subcommand lives in its own module under `engine/cli/`; this file only parses arguments,
 turns known failures into one clear line with exit code 2, and dispatches.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from engine.errors import RunError, UsageError
-from engine.model_files import ModelError
+from engine.model.files import ModelError
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # a run that stopped part way; the same command resumes it
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
-    command = importlib.import_module(f"engine.commands.{args.command}")
+    command = importlib.import_module(f"engine.cli.{args.command}")
     try:
         return command.run(args) or 0
     except (UsageError, ModelError) as error:

@@ -1,6 +1,6 @@
 """A segment's state file on disk: `states/<first token>.safetensors`, int8 keys and the token range.
 
-Apart from `engine.memory` (which runs the model) because reading, writing and weighing these files
+Apart from `engine.memory.segments` (which runs the model) because reading, writing and weighing these files
 needs numpy and safetensors only: `engine status` measures them without importing torch.
 """
 
