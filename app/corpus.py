@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
-from engine.api import EngineStore, open_store
-from engine.errors import UsageError
-from engine.memory.segments import StoreFigures
-from engine.runtime import Runtime
+from engine import EngineStore, Runtime, StoreFigures, UsageError, open_store
 
 CONTEXT_LINES = 12  # shown around a cited passage when it is opened in its document
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from app.corpus import AddProgress, AddResult
-from engine.memory.segments import StoreFigures
+from engine import StoreFigures
 
 
 def where(citation: dict) -> str:

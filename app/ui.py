@@ -11,10 +11,7 @@ import pandas as pd
 from app import render
 from app.corpus import AddProgress, Corpus
 from app.uploads import Upload
-from engine.api import READABLE_SUFFIXES
-from engine.errors import UsageError
-from engine.memory.segments import StoreFigures
-from engine.selftest.passkey import run_passkey, summarise
+from engine import READABLE_SUFFIXES, StoreFigures, UsageError, run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
 SELFTEST_LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}

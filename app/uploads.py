@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.api import READABLE_SUFFIXES
+from engine import READABLE_SUFFIXES
 
 UPLOADS = "uploads"
 SNIFF_BYTES = 8000

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from engine.errors import RunError, UsageError
 from engine.model.files import ModelError
+from engine.store import default_store
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # a run that stopped part way; the same command resumes it
-
-
-def default_store() -> Path:
-    return Path(os.environ.get("ENGINE_STORE") or Path(platformdirs.user_data_dir("wholecorpus")) / "store")
 
 
 def build_parser() -> argparse.ArgumentParser:

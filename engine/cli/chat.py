@@ -1,16 +1,28 @@
-"""`engine chat`: the web app over the store.
+"""`engine chat`: hands the process over to the web app, `python -m app`.
 
-The one place the engine's command line reaches up into `app/`: the app is a layer above the engine,
-and `engine chat` is only its front door.
+The app is a layer above the engine, so the engine imports nothing of it: this command replaces its own
+process with the app's, passing the options on (the app parses and checks them itself).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+
+def app_argv(args: argparse.Namespace) -> list[str]:
+    """The `python -m app` command line that carries `engine chat`'s options."""
+    argv = [sys.executable, "-m", "app", "--store", str(args.store), "--host", args.host, "--port", str(args.port),
+            "--max-upload-mb", str(args.max_upload_mb)]
+    for option, value in (("--model", args.model), ("--device", args.device), ("--auth", args.auth)):
+        if value is not None:
+            argv += [option, value]
+    return argv
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.server import ServeOptions, start
-
-    start(ServeOptions(args.store, args.model, args.device, args.host, args.port, args.auth, args.max_upload_mb))
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = app_argv(args)
+    os.execv(argv[0], argv)

@@ -15,7 +15,6 @@ code from the same tokens whichever rank reads it, so the re-run's store equals 
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from engine.memory.config import EngineConfig, config_from_values
-from engine.parallel.devices import Placement
+from engine.parallel.placement import Placement
 from engine.errors import UsageError
 from engine.memory.segments import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
                                     planned_segments)
@@ -36,10 +35,6 @@ from engine.runtime import Runtime
 from engine.memory.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
-
-# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments;
-# "RANK:join" makes a spawned rank exit before it joins the process group (engine.parallel.devices).
-EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
 
 
 class RankLost(Exception):
@@ -143,14 +138,8 @@ def serve(placement: Placement, load: Callable[[], Runtime]) -> None:
         return
     config = config_from_values(plan.config)
     comm = _comm_device(runtime)
-    exit_after = _exit_hook(placement.rank)
-    handed = 0
     for step in plan.steps:
-        batch = step[placement.rank]
-        _step(runtime, config, batch, plan.rows, None, comm)
-        handed += len(batch)
-        if exit_after is not None and handed >= exit_after:
-            os._exit(3)
+        _step(runtime, config, step[placement.rank], plan.rows, None, comm)
 
 
 def _step(runtime: Runtime, config: EngineConfig, batch: list[tuple[int, int]], rows: int,
@@ -209,15 +198,3 @@ def _receive_plan() -> Plan:
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
-
-def _exit_hook(rank: int) -> int | None:
-    value = os.environ.get(EXIT_HOOK, "")
-    if not value or value.endswith(":join"):
-        return None
-    hook_rank, after = (int(part) for part in value.split(":"))
-    return after if hook_rank == rank else None
-
-
-def exits_before_joining(rank: int) -> bool:
-    """The test hook asks this spawned rank to die before it joins the process group."""
-    return os.environ.get(EXIT_HOOK, "") == f"{rank}:join"
