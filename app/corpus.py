@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
-from engine import EngineStore, Runtime, StoreFigures, UsageError, open_store
+from engine import EngineStore, Runtime, StoreFigures, UsageError, open_store, store_exists
 
 CONTEXT_LINES = 12  # shown around a cited passage when it is opened in its document
 
@@ -59,7 +59,7 @@ class AddResult:
 class Corpus:
     def __init__(self, root: Path, runtime: Runtime, max_upload_bytes: int):
         self.root, self.runtime, self.max_upload_bytes = Path(root).expanduser(), runtime, max_upload_bytes
-        if not (self.root / "catalog.db").exists():
+        if not store_exists(self.root):
             open_store(self.root, runtime=runtime, write=True).close()  # a new, empty store
         self._reader = open_store(self.root, runtime=runtime)
         self._reader_lock = threading.Lock()

@@ -223,8 +223,8 @@ def answer_with(runtime: Runtime, prompt: list[int], excerpts: list[Excerpt], pa
 
 def prompt_for(runtime: Runtime, memory, question: str, top_k: int = 4) -> tuple[list[int], list[Excerpt]]:
     """The prompt and excerpts `engine ask` builds for `question`."""
-    blocks = retrieve(runtime, memory.config, memory.index(), memory.root, memory.store.db, question, top_k)
-    excerpts = excerpts_for_blocks(runtime, memory.root, memory.store.db, blocks, memory.config.block_tokens,
+    blocks = retrieve(runtime, memory.config, memory.index(), memory.store, question, top_k)
+    excerpts = excerpts_for_blocks(runtime, memory.store, blocks, memory.config.block_tokens,
                                    MAX_CONTEXT_TOKENS)
     return build_prompt(runtime, excerpts, question), excerpts
 
@@ -302,7 +302,7 @@ def main() -> None:
         encode["deepest_head_s"] += payload.encode_s
         encode["all_layers_s"] += payload.payload_encode_s
         encode["tokens"] += payload.tokens
-        _segments, tokens, key_bytes = recorded_state_bytes(memory.root, memory.store.db)
+        _segments, tokens, key_bytes = recorded_state_bytes(memory.store)
         for mode in modes:
             extra = payload_bytes_per_token(payload.directory, mode, tokens) if mode != "none" else 0.0
             bytes_per_token[mode].append(key_bytes / tokens + extra)

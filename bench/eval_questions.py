@@ -63,7 +63,7 @@ def main() -> None:
                                             config.block_tokens)
                 model_top = sorted(scores, key=lambda b: -scores[b])[:args.top_k]
                 lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens,
-                                                    text_reader(runtime, store.root))[:args.top_k]
+                                                    text_reader(runtime, store.store))[:args.top_k]
                 answer = next(v for k, v in store.ask(question["question"], top_k=args.top_k) if k == "answer")
                 cited = [c for c in answer.citations if c["path"].endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],

@@ -12,6 +12,8 @@ import importlib
 from engine.errors import RunError, UsageError
 from engine.model.files import ModelError
 from engine.store import default_store
+from ingest.durable import written as durably_written
+from ingest.store import exists as store_exists
 
 _LAZY = {
     "open_store": "engine.api",
@@ -25,7 +27,7 @@ _LAZY = {
     "summarise": "engine.selftest.passkey",
 }
 
-__all__ = ["ModelError", "RunError", "UsageError", "default_store", *_LAZY]
+__all__ = ["ModelError", "RunError", "UsageError", "default_store", "durably_written", "store_exists", *_LAZY]
 
 
 def __getattr__(name: str):

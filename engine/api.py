@@ -70,9 +70,9 @@ class EngineStore:
         if across_ranks:
             from engine.parallel.sharded import coordinate
 
-            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
+            report = coordinate(self.store, self.runtime, self.config, progress, batch_segments)
         else:
-            report = process_store(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
+            report = process_store(self.store, self.runtime, self.config, progress, batch_segments)
         self._index = None
         return report
 
@@ -85,12 +85,12 @@ class EngineStore:
         """
         if self.config is None or key_index.stored_rows(self.store.db) <= key_index.EXACT_MAX_ROWS:
             return False
-        self._index = KeyIndex.build(self.root, self.store.db, self.config)
+        self._index = KeyIndex.build(self.store, self.config)
         return True
 
     def index(self) -> KeyIndex:
         if self._index is None:
-            self._index = KeyIndex.build(self.root, self.store.db, self.config)
+            self._index = KeyIndex.build(self.store, self.config)
         return self._index
 
     def refresh(self) -> None:
@@ -99,7 +99,7 @@ class EngineStore:
             self.config = load_config(self.store.db)
             require_same_model(self.config, self.runtime)
         elif self._index is not None:
-            self._index.refresh(self.root, self.store.db)
+            self._index.refresh(self.store)
 
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
             temperature: float = 0.0) -> Iterator[tuple[str, object]]:
@@ -111,9 +111,9 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        blocks = retrieve(self.runtime, self.config, self.index(), self.root, self.store.db, question, top_k, lexical)
+        blocks = retrieve(self.runtime, self.config, self.index(), self.store, question, top_k, lexical)
         retrieved = time.perf_counter() - started
-        excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
+        excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
         for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(value, Answer):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -21,6 +20,7 @@ from engine.model.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
+from ingest.store import Store
 
 SYSTEM = ("You answer questions about the user's own files. Use the excerpts given with the question; "
           "answer briefly.")
@@ -78,7 +78,7 @@ class Answer:
     excerpts: list[Excerpt] = field(default_factory=list)  # what the prompt held, cited or not
 
 
-def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int, float]], block_tokens: int,
+def excerpts_for_blocks(runtime: Runtime, store: Store, blocks: list[tuple[int, float]], block_tokens: int,
                         max_tokens: int) -> list[Excerpt]:
     """The parts of live spans that the best blocks cover (best block first, until `max_tokens`), in corpus
     order, parts that continue each other joined. Only the retrieved blocks go into the prompt, not whole
@@ -88,7 +88,7 @@ def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int
     used = 0
     for block, _score in blocks:
         block_start, block_end = block * block_tokens, (block + 1) * block_tokens
-        for span in catalog.citations(db, block_start, block_end):
+        for span in catalog.citations(store.db, block_start, block_end):
             start, end = max(span.token_start, block_start), min(span.token_end, block_end)
             if used + end - start > max_tokens:
                 continue
@@ -100,7 +100,7 @@ def excerpts_for_blocks(runtime: Runtime, root: Path, db, blocks: list[tuple[int
                 pieces[span.span_id] = [span, start, end]
     excerpts = []
     for span, start, end in sorted(pieces.values(), key=lambda piece: piece[1]):
-        tokens = read_tokens(root / "tokens.u32", span.token_start, span.token_end).tolist()
+        tokens = read_tokens(store.tokens_path, span.token_start, span.token_end).tolist()
         # newlines survive byte-level decoding of single tokens, so counting them token by token is exact
         breaks = [runtime.tokenizer.decode([token]).count("\n") for token in tokens]
         start, end = _whole_lines(breaks, start - span.token_start, end - span.token_start)

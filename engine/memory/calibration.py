@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from engine.model.generate import question_prompt
 from engine.model.files import cache_dir
 from engine.runtime import Runtime
+from ingest import durable
 
 # Facts unlike anything in data/ (whose questions evaluate the engine), so calibration cannot overfit them.
 FACTS = [
@@ -54,7 +55,8 @@ class Calibration:
     trials: int
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)) + "\n")
+        with durable.written(path) as partial:
+            partial.write_text(json.dumps(asdict(self)) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":

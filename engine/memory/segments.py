@@ -24,7 +24,6 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -167,27 +166,26 @@ def pass_stamp() -> str:
     return datetime.now().astimezone().isoformat(timespec="microseconds")
 
 
-def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
+def process_store(store: Store, runtime: Runtime, config: EngineConfig,
                   progress: Callable[[int, int], None] | None = None,
                   batch_segments: int | None = None) -> ProcessReport:
     """Reads every unprocessed range through the model, `batch_segments` segments a forward pass (the
     device's default when None), storing each batch as one step; `progress(done_tokens, total_tokens)`
     before the first step and after each. A segment's recorded seconds are its share of its batch's forward pass."""
-    segments = planned_segments(db, config)
+    segments = planned_segments(store.db, config)
     batches = segment_batches(segments, batch_segments or default_batch_segments(runtime.device))
     total = sum(end - start for start, end in segments)
     load = RankLoad(0, str(runtime.device))
     report = ProcessReport(ranks=[load])
     started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
-    tokens_file = root / "tokens.u32"
     if progress is not None and total:
         progress(0, total)
     for batch in batches:
         began = time.perf_counter()
-        keys = encode_segments(runtime, config, [read_tokens(tokens_file, start, end) for start, end in batch])
+        keys = encode_segments(runtime, config, [read_tokens(store.tokens_path, start, end) for start, end in batch])
         seconds = time.perf_counter() - began
-        write_states(root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)])
-        catalog.record_segments(db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device,
+        write_states(store.root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)])
+        catalog.record_segments(store.db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device,
                                                          seconds / len(batch)) for start, end in batch])
         load.segments += len(batch)
         load.tokens += sum(end - start for start, end in batch)
@@ -217,10 +215,7 @@ class StoreFigures:
 
 
 def store_figures(store: Store, runtime: Runtime) -> StoreFigures:
-    db = store.db
-    documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
-    live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
-    _segments, processed, state_bytes = recorded_state_bytes(store.root, db)
-    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
-    return StoreFigures(documents, live, processed, backlog, store.size_on_disk(), state_bytes,
+    _segments, processed, state_bytes = recorded_state_bytes(store)
+    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(store.db))
+    return StoreFigures(catalog.live_documents(store.db), catalog.live_tokens(store.db), processed, backlog, store.size_on_disk(), state_bytes,
                         f"{runtime.source.name} ({runtime.digest[:12]})")

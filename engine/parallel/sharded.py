@@ -18,7 +18,6 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -35,6 +34,7 @@ from engine.runtime import Runtime
 from engine.memory.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
+from ingest.store import Store
 
 
 class RankLost(Exception):
@@ -58,14 +58,14 @@ class Plan:
     stop: str | None = None
 
 
-def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
+def coordinate(store: Store, runtime: Runtime, config: EngineConfig,
                progress: Callable[[int, int], None] | None = None,
                batch_segments: int | None = None) -> ProcessReport:
     """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step.
 
     Each rank reads `batch_segments` segments a step, or its own device's default when None."""
     world = dist.get_world_size()
-    segments = planned_segments(db, config)
+    segments = planned_segments(store.db, config)
     try:
         ranks = _handshake({"host": socket.gethostname(), "device": str(runtime.device), "digest": runtime.digest})
         problems = [f"rank {rank} ({status['device']}): {status['error']}" for rank, status in enumerate(ranks)
@@ -85,11 +85,10 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
     total = sum(end - start for start, end in segments)
     started, stamp = time.perf_counter(), pass_stamp()
     comm = _comm_device(runtime)
-    tokens_file = root / "tokens.u32"
     if progress is not None and total:
         progress(0, total)
     for step in steps:
-        outgoing = [_token_tensor([read_tokens(tokens_file, *segment) for segment in batch], config, rows, comm)
+        outgoing = [_token_tensor([read_tokens(store.tokens_path, *segment) for segment in batch], config, rows, comm)
                     for batch in step]
         try:
             keys, seconds = _step(runtime, config, step[0], rows, outgoing, comm)
@@ -107,8 +106,8 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
             if rank and batch:
                 report.exchanged_bytes += outgoing[rank].numel() * outgoing[rank].element_size()
                 report.exchanged_bytes += keys[rank].numel() * keys[rank].element_size()
-        write_states(root, states)
-        catalog.record_segments(db, work)
+        write_states(store.root, states)
+        catalog.record_segments(store.db, work)
         report.segments += len(work)
         report.tokens += sum(end - start for start, end, _ in states)
         report.seconds = time.perf_counter() - started

@@ -27,7 +27,7 @@ from engine.errors import UsageError
 from engine.memory.states import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
-from ingest.store import Store
+from ingest.store import INDEX, Store
 
 FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",
                  "train timetables", "the water cycle", "knitting patterns", "the planets of the solar system"]
@@ -102,7 +102,7 @@ def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, ru
     (tmp_path / "more" / "garden.md").write_text("The shed key hangs behind the rain barrel.\n")
     assert main(["ingest", str(tmp_path / "more"), "--store", str(tmp_path / "store"), "--device", "cpu",
                  "--model", str(default_model_path)]) == 0
-    assert (tmp_path / "store" / index_file.INDEX / index_file.KEYS_FILE).exists()
+    assert (tmp_path / "store" / INDEX / index_file.KEYS_FILE).exists()
     monkeypatch.setattr(KeyIndex, "trained", classmethod(lambda cls, *args: pytest.fail("the question trained")))
     question = "What is the combination of the bike lock?"
     name, line = where[question]
@@ -239,7 +239,7 @@ def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_
         assert len(spans) >= 2
         boundary = spans[0][1]
         blocks = sorted({(boundary - 1) // BLOCK, boundary // BLOCK})  # the block(s) either side of the seam
-        excerpts = excerpts_for_blocks(runtime, store.root, db, [(block, 1.0) for block in blocks], BLOCK, 1024)
+        excerpts = excerpts_for_blocks(runtime, store.store, [(block, 1.0) for block in blocks], BLOCK, 1024)
     assert len(excerpts) == 1
     excerpt = excerpts[0]
     assert excerpt.token_start < boundary < excerpt.token_start + len(excerpt.ids)
