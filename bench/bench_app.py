@@ -25,6 +25,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from app.server import ServeOptions, start
+from engine.answer.generation import Token
 from engine.api import open_store
 from engine.runtime import load_runtime
 
@@ -45,7 +46,7 @@ def traced(ask, marks: dict):
     def ask_traced(*args, **kwargs):
         marks["called"] = time.perf_counter()
         for event in ask(*args, **kwargs):
-            if event[0] == "token" and "first" not in marks:
+            if isinstance(event, Token) and "first" not in marks:
                 marks["first"] = time.perf_counter()
             yield event
     return ask_traced

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from engine.answer.generation import Answer
 from engine.api import open_store
 from engine.answer.retrieval import retrieve
 from engine.runtime import load_runtime
@@ -73,12 +74,12 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
     on a machine shared with other work the wall-clock figures stretch, the CPU seconds much less."""
     cpu_started = time.process_time()
     first_token_cpu = None
-    for kind, value in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
-        if kind == "token" and first_token_cpu is None:
+    for event in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
+        if isinstance(event, Answer):
+            answer = event
+        elif first_token_cpu is None:
             first_token_cpu = time.process_time() - cpu_started
-        elif kind == "answer":
-            answer = value
-    return {"answer": answer.text, "citations": [c["path"] for c in answer.citations], "grounded": answer.grounded,
+    return {"answer": answer.text, "citations": [c.path for c in answer.citations], "grounded": answer.grounded,
             **{name: round(seconds, 3) for name, seconds in answer.timings.items()},
             "first_token_cpu_s": round(first_token_cpu or 0.0, 3),
             "total_cpu_s": round(time.process_time() - cpu_started, 3)}

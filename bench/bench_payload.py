@@ -36,7 +36,8 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from engine.answer.generation import Excerpt, build_prompt, excerpts_for_blocks
+from engine.answer.excerpts import Excerpt, excerpts_for_blocks
+from engine.answer.prompt import build_prompt
 from engine.api import MAX_CONTEXT_TOKENS, open_store
 from engine.model.attention import DilatedAttention, KeyRecorder
 from engine.memory.segments import encode_segments

@@ -65,7 +65,7 @@ def main() -> None:
                 lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens,
                                                     text_reader(runtime, store.store))[:args.top_k]
                 answer = next(v for k, v in store.ask(question["question"], top_k=args.top_k) if k == "answer")
-                cited = [c for c in answer.citations if c["path"].endswith(question["file"].removeprefix("data/"))]
+                cited = [c for c in answer.citations if c.path.endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],
                              "correct": answer_matches(answer.text, question["answer"]),
                              "right_file_cited": bool(cited),

@@ -20,6 +20,8 @@ _LAZY = {
     "EngineStore": "engine.api",
     "READABLE_SUFFIXES": "engine.api",
     "Answer": "engine.answer.generation",
+    "Token": "engine.answer.generation",
+    "Citation": "engine.answer.citations",
     "StoreFigures": "engine.memory.segments",
     "Runtime": "engine.runtime",
     "load_runtime": "engine.runtime",

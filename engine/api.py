@@ -1,8 +1,8 @@
 """The engine's public API, for the CLI and the app: open a store, bring it up to date, ask it questions.
 
     store = engine.open_store("~/corpus-store")
-    for kind, value in store.ask("Where is the spare key?"):
-        ...   # ("token", str) while the answer streams, then ("answer", engine.answer.generation.Answer)
+    for event in store.ask("Where is the spare key?"):
+        ...   # engine.Token pieces while the answer streams, then the engine.Answer with its citations
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.answer.generation import Answer, answer_stream, excerpts_for_blocks
+from engine.answer.excerpts import excerpts_for_blocks
+from engine.answer.generation import Answer, Token, answer_stream
 from engine.memory.calibration import calibration_for
 from engine.errors import UsageError
 from engine.memory.config import EngineConfig, load_config
@@ -102,8 +103,8 @@ class EngineStore:
             self._index.refresh(self.store)
 
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
-            temperature: float = 0.0) -> Iterator[tuple[str, object]]:
-        """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
+            temperature: float = 0.0) -> Iterator[Token | Answer]:
+        """Events: a Token for each piece of the answer while it streams, then the Answer with its citations."""
         if not question.strip():
             raise UsageError("the question is empty")
         self.refresh()
@@ -115,10 +116,10 @@ class EngineStore:
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
-        for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
-            if isinstance(value, Answer):
-                value.timings["retrieve_s"] = retrieved
-            yield kind, value
+        for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
+            if isinstance(event, Answer):
+                event.timings["retrieve_s"] = retrieved
+            yield event
 
     def documents(self) -> list[dict]:
         """Every document the store knows (path, name, kind, status, reason, tokens, date, live), live ones first."""

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import sqlite_utils
 
+from engine.answer.generation import Answer
 from engine.api import open_store
 from engine.memory.calibration import calibration_for
 from engine.cli import main
@@ -77,7 +78,7 @@ def assert_same_states(root: Path, reference: Path) -> None:
 
 
 def answer_of(store):
-    return next(value for kind, value in store.ask(QUESTION, max_new_tokens=ANSWER_TOKENS) if kind == "answer")
+    return next(event for event in store.ask(QUESTION, max_new_tokens=ANSWER_TOKENS) if isinstance(event, Answer))
 
 
 def assert_same_answer(root: Path, reference: Path, runtime) -> None:

@@ -19,7 +19,8 @@ import pytest
 import sqlite_utils
 
 from engine.memory import index_file, key_index
-from engine.answer.generation import excerpts_for_blocks
+from engine.answer.excerpts import excerpts_for_blocks
+from engine.answer.generation import Answer
 from engine.api import EngineStore, open_store
 from engine.cli import main
 from engine.memory.key_index import KeyIndex
@@ -69,7 +70,7 @@ def build_store(root: Path, corpus: Path, runtime, batch_segments: int | None = 
 
 
 def answer_of(store: EngineStore, question: str):
-    return next(value for kind, value in store.ask(question, max_new_tokens=32) if kind == "answer")
+    return next(event for event in store.ask(question, max_new_tokens=32) if isinstance(event, Answer))
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,8 @@ def test_citations_point_at_the_file_and_line_of_the_fact(notes_store, runtime):
             answer = answer_of(store, question)
             assert answer.citations, question
             top = answer.citations[0]
-            assert top["path"].endswith(name)
-            assert top["start_line"] <= line <= top["end_line"]
+            assert top.path.endswith(name)
+            assert top.start_line <= line <= top.end_line
 
 
 def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, runtime, tmp_path, monkeypatch,
@@ -109,8 +110,8 @@ def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, ru
     with open_store(tmp_path / "store", runtime=runtime) as store:
         assert store.index().approximate
         top = answer_of(store, question).citations[0]
-    assert top["path"].endswith(name)
-    assert top["start_line"] <= line <= top["end_line"]
+    assert top.path.endswith(name)
+    assert top.start_line <= line <= top.end_line
 
 
 def test_answer_uses_the_fact(notes_store, runtime):
@@ -249,7 +250,7 @@ def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_
 
 
 def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
-    from engine.answer.generation import repeat_cut
+    from engine.answer.repeats import repeat_cut
 
     def cut(text):
         at = repeat_cut(text)
@@ -277,13 +278,13 @@ def word_pieces(text: str) -> list[str]:
 ])
 def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
     """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
-    from engine.answer.generation import without_repeats
+    from engine.answer.repeats import without_repeats
 
     assert "".join(without_repeats(iter(word_pieces(looping)))) == kept
 
 
 def test_a_streamed_answer_shows_new_text_as_it_comes():
-    from engine.answer.generation import without_repeats
+    from engine.answer.repeats import without_repeats
 
     pulled = []
 
