@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a Llama-family GGUF file or Hugging Face folder (default: $ENGINE_MODEL or the "
                              "embedded SmolLM2-135M-Instruct)")
     common.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda or cuda:N (default: cuda if present)")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also show what the engine does behind the scenes (model extraction, calibration, "
+                             "index training)")
 
     parser = argparse.ArgumentParser(prog="engine", parents=[common],
                                      description="Ask questions of your whole corpus, read by one language model.")
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format=f"engine {args.command}: %(message)s")
     command = importlib.import_module(f"engine.cli.{args.command}")
     try:
         return command.run(args) or 0

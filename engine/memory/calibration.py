@@ -14,6 +14,7 @@ cache); for the embedded default model it ships with the package (`engine/memory
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ FACTS = [
     ("Our landlord, Mr. Abernathy, agreed to replace the broken dishwasher before the end of July.",
      "What did Mr. Abernathy agree to replace?"),
 ]
+log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).with_name("calibration_default.json")
 SCORINGS = ("naive", "maxsim", "maxsim4", "maxsim1")
 
@@ -73,6 +75,7 @@ def calibration_for(runtime: Runtime, heads: int = 2) -> Calibration:
             calibration = Calibration.load(path)
             if calibration.model_digest == runtime.digest:
                 return calibration
+    log.info("no calibration for model %s: measuring it (minutes on a CPU)", runtime.digest[:12])
     calibration = calibrate(runtime, tokens=16384, trials=10, keep=heads)
     calibration.save(cache_dir() / f"calibration-{runtime.digest[:32]}.json")
     return calibration

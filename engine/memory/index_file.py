@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from engine.memory.config import EngineConfig
 from ingest import catalog, durable
 from ingest.store import Store
 
+log = logging.getLogger(__name__)
 KEYS_FILE = "keys.safetensors"
 FILE_FORMAT = "1"
 
@@ -66,8 +68,8 @@ def save(store: Store, config: EngineConfig, saved: SavedIndex) -> None:
                     "segments": segments_digest(store.db, saved.segments) or ""}
         with durable.written(folder / KEYS_FILE) as partial:
             save_file(tensors, str(partial), metadata=metadata)
-    except OSError:
-        return
+    except OSError as error:
+        log.info("the key index was not saved in %s (%s); the next open trains it again", folder, error)
 
 
 def load(store: Store, config: EngineConfig) -> SavedIndex | None:

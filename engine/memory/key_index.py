@@ -21,6 +21,7 @@ lists are kept in `<store>/index/` (`engine.memory.index_file`): training takes 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from engine.memory.config import EngineConfig
 from engine.memory.states import read_state
 from ingest import catalog
 from ingest.store import Store
+
+log = logging.getLogger(__name__)
 
 # Exact up to 2M rows: 0.6 s a question at 2M on 2 shared cores, a small part of the 5 s first-token budget,
 # with nothing to train; above, the IVF lists (trained once, kept) search 4M rows 10 times faster.
@@ -192,6 +195,7 @@ class KeyIndex:
             keys = read_state(store.root, start)[2]
             sample.append(keys[(-seen) % step::step])  # rows seen + i with (seen + i) % step == 0
             seen += len(keys)
+        log.info("training the key index's lists on %d of %d keys", len(np.concatenate(sample)), rows)
         trained = KeyIndex.trained(np.concatenate(sample), rows, self.exact_max_rows)
         trained.add_segments(store.root, list(recorded.items()))
         self.indexes, self.positions, self.segments, self.trained_rows = (

