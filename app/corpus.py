@@ -121,8 +121,7 @@ class Corpus:
                     if report is not None:
                         report(progress)
 
-                processing = writer.process(processed)
-                writer.prepare_index()  # past 2M keys: trains the lists here, not in the next question
+                processing = writer.read_new(processed)  # past 2M keys it trains the lists here, not in a question
         finally:
             self._adding.release()
         result.added, result.updated, result.unchanged = summary.added, summary.updated, summary.unchanged

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -75,6 +76,17 @@ class EngineStore:
         else:
             report = process_store(self.store, self.runtime, self.config, progress, batch_segments)
         self._index = None
+        return report
+
+    def read_new(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
+                 batch_segments: int | None = None,
+                 indexing: AbstractContextManager | None = None) -> ProcessReport:
+        """After an ingest: the model reads what is new (`process`), then the key index is readied for the
+        store's new size (`prepare_index`, inside `indexing`, e.g. a progress display). The one order the
+        command line and the app both follow."""
+        report = self.process(progress, across_ranks, batch_segments)
+        with indexing or nullcontext():
+            self.prepare_index()
         return report
 
     def prepare_index(self) -> bool:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -142,19 +143,23 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
     memory = EngineStore(store, load_runtime(model, device))
     columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.fields[counts]}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("engine", total=None, counts="", rate="")
-        started = time.perf_counter()
+    progress = Progress(*columns, console=console, disable=not console.is_terminal)
+    task = progress.add_task("engine", total=None, counts="", rate="")
+    started = time.perf_counter()
 
-        def advance(done: int, total: int) -> None:
-            rate = done / max(time.perf_counter() - started, 1e-6)
-            progress.update(task, completed=done, total=total, counts=f"{done:,}/{total:,} tokens",
-                            rate=f"{rate:,.0f} tok/s" if done else "")
+    def advance(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-6)
+        progress.update(task, completed=done, total=total, counts=f"{done:,}/{total:,} tokens",
+                        rate=f"{rate:,.0f} tok/s" if done else "")
 
-        report = memory.process(advance, across_ranks, batch_segments)
-    with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
-        memory.prepare_index()
-    return report
+    @contextmanager
+    def indexing():
+        progress.stop()  # one live display at a time: the bar is done when the index is built
+        with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
+            yield
+
+    with progress:
+        return memory.read_new(advance, across_ranks, batch_segments, indexing())
 
 
 def _model_key(model_path: Path) -> str:
