@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from engine.answer.generation import Answer
-from engine.api import open_store
 from engine.answer.retrieval import retrieve
-from engine.runtime import load_runtime
+from engine.api import open_store
 from engine.memory.states import recorded_state_bytes
+from engine.runtime import load_runtime
 from ingest import catalog
 
 RESULTS = Path(__file__).resolve().parent / "results"

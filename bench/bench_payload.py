@@ -33,20 +33,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from eval_questions import answer_matches  # bench/ is the script's own folder
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.prompt import build_prompt
-from engine.api import MAX_CONTEXT_TOKENS, open_store
-from engine.model.attention import DilatedAttention, KeyRecorder
-from engine.memory.segments import encode_segments
-from engine.model.llama import apply_rope
 from engine.answer.retrieval import retrieve
+from engine.api import MAX_CONTEXT_TOKENS, open_store
+from engine.memory.segments import encode_segments
+from engine.memory.states import recorded_state_bytes
+from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.model.llama import apply_rope
 from engine.runtime import Runtime, load_runtime
 from engine.selftest.passkey import QUESTION, make_trial
-from engine.memory.states import recorded_state_bytes
-from eval_questions import answer_matches  # bench/ is the script's own folder
 from ingest.sequence import read_tokens
 
 ROOT = Path(__file__).resolve().parents[1]

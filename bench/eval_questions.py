@@ -15,8 +15,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from engine.api import open_store
 from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
+from engine.api import open_store
 from engine.runtime import load_runtime
 from ingest import catalog
 

@@ -14,14 +14,20 @@ from typing import Callable, Iterator
 
 from engine.answer.excerpts import excerpts_for_blocks
 from engine.answer.generation import Answer, Token, answer_stream
-from engine.memory.calibration import calibration_for
-from engine.errors import UsageError
-from engine.memory.config import EngineConfig, load_config
-from engine.memory.segments import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
-                                    store_figures)
-from engine.memory import key_index
-from engine.memory.key_index import KeyIndex
 from engine.answer.retrieval import retrieve
+from engine.errors import UsageError
+from engine.memory import key_index
+from engine.memory.calibration import calibration_for
+from engine.memory.config import EngineConfig, load_config
+from engine.memory.key_index import KeyIndex
+from engine.memory.segments import (
+    ProcessReport,
+    StoreFigures,
+    config_for_store,
+    process_store,
+    require_same_model,
+    store_figures,
+)
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError

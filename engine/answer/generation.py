@@ -5,8 +5,8 @@ pass measures where the answer's tokens looked, which decides what it cites (`en
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from engine.answer.citations import CITED_SHARE, GROUNDED_SHARE, Citation, attention_on_excerpts, citation_record
 from engine.answer.excerpts import Excerpt

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.model.attention import QueryRecorder
 from engine.memory.config import EngineConfig
-from engine.model.generate import question_prompt
 from engine.memory.key_index import KeyIndex
+from engine.model.attention import QueryRecorder
+from engine.model.generate import question_prompt
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens

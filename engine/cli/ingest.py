@@ -123,8 +123,8 @@ def _stopped_message(cluster, lost) -> str:
 def _serve(placement, model: str | None) -> int:
     """A torchrun rank other than 0: it never opens the store, it computes what rank 0 deals out."""
     from engine.parallel.devices import join, leave
-    from engine.runtime import load_runtime
     from engine.parallel.sharded import serve
+    from engine.runtime import load_runtime
 
     join(placement)
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.memory.config import load_config
 from engine.errors import UsageError
+from engine.memory.config import load_config
 from engine.memory.states import recorded_state_bytes
 from ingest.catalog import StoreError, status_report
 from ingest.store import Store

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.model.generate import question_prompt
 from engine.model.files import cache_dir
+from engine.model.generate import question_prompt
 from engine.runtime import Runtime
 from ingest import durable
 

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.errors import UsageError
 from engine.memory.calibration import Calibration
 from engine.memory.config import EngineConfig, load_config
-from engine.errors import UsageError
-from engine.runtime import Runtime
 from engine.memory.states import recorded_state_bytes, write_states
+from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
 from ingest.store import Store

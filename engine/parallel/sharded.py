@@ -24,14 +24,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine.memory.config import EngineConfig, config_from_values
-from engine.parallel.placement import Placement
 from engine.errors import UsageError
-from engine.memory.segments import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
-                                    planned_segments)
-from engine.model.files import ModelError
-from engine.runtime import Runtime
+from engine.memory.config import EngineConfig, config_from_values
+from engine.memory.segments import (
+    ProcessReport,
+    RankLoad,
+    deal,
+    default_batch_segments,
+    encode_segments,
+    pass_stamp,
+    planned_segments,
+)
 from engine.memory.states import write_states
+from engine.model.files import ModelError
+from engine.parallel.placement import Placement
+from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
 from ingest.store import Store

@@ -19,11 +19,11 @@ import sqlite_utils
 
 from engine.answer.generation import Answer
 from engine.api import open_store
-from engine.memory.calibration import calibration_for
 from engine.cli import main
+from engine.memory.calibration import calibration_for
 from engine.memory.config import EngineConfig
-from engine.runtime import load_runtime
 from engine.memory.states import read_state
+from engine.runtime import load_runtime
 from ingest import catalog
 from tests.engine.test_memory import write_corpus
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.answer.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
 from engine.memory import index_file
 from engine.memory.config import EngineConfig
 from engine.memory.key_index import KeyIndex, unit_keys
-from engine.answer.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
 from engine.memory.states import write_states
 from ingest import catalog
 from ingest.store import INDEX, Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api import open_store
 from engine.answer.retrieval import lexical_block_ranking, question_words, text_reader
+from engine.api import open_store
 from engine.runtime import load_runtime
 
 BLOCK = 64

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from engine.memory import index_file, key_index
 from engine.answer.excerpts import excerpts_for_blocks
 from engine.answer.generation import Answer
 from engine.api import EngineStore, open_store
 from engine.cli import main
-from engine.memory.key_index import KeyIndex
 from engine.errors import UsageError
+from engine.memory import index_file, key_index
+from engine.memory.key_index import KeyIndex
 from engine.memory.states import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
