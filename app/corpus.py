@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
-from engine.api import EngineStore, open_store
-from engine.errors import UsageError
-from engine.memory import StoreFigures
-from engine.runtime import Runtime
+from engine import Answer, Citation, EngineStore, Runtime, StoreFigures, Token, UsageError, open_store, store_exists
 
 CONTEXT_LINES = 12  # shown around a cited passage when it is opened in its document
+
+
+@dataclass(frozen=True)
+class AskError:
+    """An answer that could not be given, as the chat shows it."""
+
+    message: str
 
 
 @dataclass
@@ -62,14 +66,14 @@ class AddResult:
 class Corpus:
     def __init__(self, root: Path, runtime: Runtime, max_upload_bytes: int):
         self.root, self.runtime, self.max_upload_bytes = Path(root).expanduser(), runtime, max_upload_bytes
-        if not (self.root / "catalog.db").exists():
+        if not store_exists(self.root):
             open_store(self.root, runtime=runtime, write=True).close()  # a new, empty store
         self._reader = open_store(self.root, runtime=runtime)
         self._reader_lock = threading.Lock()
         self._adding = threading.Lock()
 
-    def ask(self, question: str, top_k: int = 4, temperature: float = 0.0) -> Iterator[tuple[str, object]]:
-        """The engine's events for `question` ("token", text) ... ("answer", Answer), or ("error", message).
+    def ask(self, question: str, top_k: int = 4, temperature: float = 0.0) -> Iterator[Token | Answer | AskError]:
+        """The engine's events for `question` (Token ... Answer), or an AskError.
 
         The answer starts at once, on its own thread, not when the caller first reads: the page can show
         the question while retrieval and the prompt's prefill are already under way."""
@@ -81,9 +85,9 @@ class Corpus:
                     for event in self._reader.ask(question, top_k=top_k, temperature=temperature):
                         events.put(event)
                 except UsageError as error:
-                    events.put(("error", str(error)))
+                    events.put(AskError(str(error)))
                 except Exception as error:  # shown in the chat rather than lost in a worker thread
-                    events.put(("error", f"the engine failed: {error}"))
+                    events.put(AskError(f"the engine failed: {error}"))
                 finally:
                     events.put(None)
 
@@ -117,8 +121,7 @@ class Corpus:
                     if report is not None:
                         report(progress)
 
-                processing = writer.process(processed)
-                writer.prepare_index()  # past 2M keys: trains the lists here, not in the next question
+                processing = writer.read_new(processed)  # past 2M keys it trains the lists here, not in a question
         finally:
             self._adding.release()
         result.added, result.updated, result.unchanged = summary.added, summary.updated, summary.unchanged
@@ -146,11 +149,11 @@ class Corpus:
             reader.refresh()
             return None if reader.config is None else vars(reader.config)
 
-    def passage(self, citation: dict) -> tuple[int, list[str]]:
+    def passage(self, citation: Citation) -> tuple[int, list[str]]:
         """The cited lines with CONTEXT_LINES either side, from the document's stored text."""
-        first = max(1, citation["start_line"] - CONTEXT_LINES)
+        first = max(1, citation.start_line - CONTEXT_LINES)
         with self._fresh_reader() as reader:
-            return reader.lines(citation["path"], citation["page"], first, citation["end_line"] + CONTEXT_LINES)
+            return reader.lines(citation.path, citation.page, first, citation.end_line + CONTEXT_LINES)
 
     def _fresh_reader(self) -> EngineStore:
         """A short-lived reader of its own, so listings never wait for an answer being generated."""

@@ -9,15 +9,15 @@ from __future__ import annotations
 from html import escape
 
 from app.corpus import AddProgress, AddResult
-from engine.memory import StoreFigures
+from engine import Citation, StoreFigures
 
 
-def where(citation: dict) -> str:
+def where(citation: Citation) -> str:
     """'notes/wifi.md, lines 3-5' / 'manual.pdf, page 2, line 7'."""
-    page = f", page {citation['page']}" if citation.get("page") else ""
-    first, last = citation["start_line"], citation["end_line"]
+    page = f", page {citation.page}" if citation.page else ""
+    first, last = citation.start_line, citation.end_line
     lines = f"line {first}" if first == last else f"lines {first}-{last}"
-    return f"{citation['path']}{page}, {lines}"
+    return f"{citation.path}{page}, {lines}"
 
 
 def marked_lines(first_line: int, lines: list[str], start: int, end: int) -> str:
@@ -31,7 +31,7 @@ def marked_lines(first_line: int, lines: list[str], start: int, end: int) -> str
     return "".join(rows)
 
 
-def sources_html(citations: list[dict], grounded: bool, corpus_share: float) -> str:
+def sources_html(citations: list[Citation], grounded: bool, corpus_share: float) -> str:
     note = "" if grounded else (
         f'<p class="ungrounded">This answer drew little on your files ({corpus_share:.0%} of its attention): '
         f"it may come from the model alone, and the passages below may not support it.</p>")
@@ -39,19 +39,19 @@ def sources_html(citations: list[dict], grounded: bool, corpus_share: float) -> 
         return note + '<p class="muted">No passage of your files carried the answer.</p>'
     cards = []
     for number, citation in enumerate(citations, start=1):
-        first, last = citation["context_lines"]
-        body = marked_lines(first, citation["context"].split("\n"), citation["start_line"], citation["end_line"])
+        first, last = citation.context_lines
+        body = marked_lines(first, citation.context.split("\n"), citation.start_line, citation.end_line)
         cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>'
-                     f'<span class="score">{citation["score"]:.0%} of the answer\'s attention</span></div>'
+                     f'<span class="score">{citation.score:.0%} of the answer\'s attention</span></div>'
                      f'<div class="passage">{body}</div></div>')
     return note + "".join(cards)
 
 
-def passage_html(citation: dict, first_line: int, lines: list[str]) -> str:
+def passage_html(citation: Citation, first_line: int, lines: list[str]) -> str:
     if not lines:
-        return f'<p class="muted">{escape(citation["path"])} is no longer in the store.</p>'
+        return f'<p class="muted">{escape(citation.path)} is no longer in the store.</p>'
     return (f'<div class="source"><div class="head"><b>{escape(where(citation))}</b> in its document</div>'
-            f'<div class="passage">{marked_lines(first_line, lines, citation["start_line"], citation["end_line"])}'
+            f'<div class="passage">{marked_lines(first_line, lines, citation.start_line, citation.end_line)}'
             f"</div></div>")
 
 

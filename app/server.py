@@ -1,4 +1,4 @@
-"""Starting the web app: `engine chat` and `python -m app` both end here."""
+"""Starting the web app: `python -m app` (and `engine chat`, which hands over to it) ends here."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import UsageError
+from engine import UsageError
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a private tool: no calls home
 
@@ -42,7 +42,7 @@ def start(options: ServeOptions, block: bool = True):
     from app.corpus import Corpus
     from app.render import CSS
     from app.ui import build_ui
-    from engine.runtime import load_runtime
+    from engine import load_runtime
 
     max_bytes = int(options.max_upload_mb * 2**20)
     corpus = Corpus(options.store, load_runtime(options.model, options.device), max_bytes)

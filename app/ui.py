@@ -9,12 +9,9 @@ import gradio as gr
 import pandas as pd
 
 from app import render
-from app.corpus import AddProgress, Corpus
+from app.corpus import AddProgress, AskError, Corpus
 from app.uploads import Upload
-from engine.api import READABLE_SUFFIXES
-from engine.errors import UsageError
-from engine.memory import StoreFigures
-from engine.selftest.passkey import run_passkey, summarise
+from engine import READABLE_SUFFIXES, Citation, StoreFigures, Token, UsageError, run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
 SELFTEST_LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
@@ -72,12 +69,12 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
         events = corpus.ask(message, top_k=int(k), temperature=float(temp))
         history = list(history) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield history, "", "", gr.update(choices=[], value=None), "", []
-        for kind, value in events:
-            if kind == "token":
-                history[-1]["content"] += value
+        for value in events:
+            if isinstance(value, Token):
+                history[-1]["content"] += value.text
                 yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            elif kind == "error":
-                history[-1]["content"] = f"⚠ {value}"
+            elif isinstance(value, AskError):
+                history[-1]["content"] = f"⚠ {value.message}"
                 yield history, gr.skip(), "", gr.skip(), gr.skip(), []
             else:
                 history[-1]["content"] = value.text  # the answer kept: a looping last line is dropped
@@ -85,7 +82,7 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
                 yield (history, gr.skip(), render.sources_html(value.citations, value.grounded, value.corpus_share),
                        gr.update(choices=choices, value=None), "", value.citations)
 
-    def open_source(index: int | None, citations: list[dict]) -> str:
+    def open_source(index: int | None, citations: list[Citation]) -> str:
         if index is None or index >= len(citations):
             return ""
         first, lines = corpus.passage(citations[index])

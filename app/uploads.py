@@ -8,14 +8,13 @@ on the bytes received, whatever the page claimed.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.api import READABLE_SUFFIXES
+from engine import READABLE_SUFFIXES, durably_written
 
 UPLOADS = "uploads"
 SNIFF_BYTES = 8000
@@ -82,12 +81,10 @@ def save_uploads(store_root: Path, uploads: list[Upload], max_bytes: int) -> lis
             saved.append(Saved(upload.client_name, reason=reason))
             continue
         target = folder / safe_name(upload.client_name)
-        partial = folder / f".{target.name}.part"
         try:
-            shutil.copyfile(upload.temp_path, partial)
-            os.replace(partial, target)
+            with durably_written(target, folder / f".{target.name}.part") as partial:
+                shutil.copyfile(upload.temp_path, partial)
         except OSError as error:
-            partial.unlink(missing_ok=True)
             saved.append(Saved(upload.client_name, reason=f"could not be saved ({error.strerror or error})"))
             continue
         saved.append(Saved(upload.client_name, path=target))

@@ -25,12 +25,14 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from app.server import ServeOptions, start
+from engine.answer.generation import Token
 from engine.api import open_store
 from engine.runtime import load_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the page driver is shared with the browser test
 from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question  # noqa: E402
+
 QUESTIONS = [q["question"] for q in json.loads((ROOT / "data" / "questions.json").read_text())["questions"]]
 
 
@@ -45,7 +47,7 @@ def traced(ask, marks: dict):
     def ask_traced(*args, **kwargs):
         marks["called"] = time.perf_counter()
         for event in ask(*args, **kwargs):
-            if event[0] == "token" and "first" not in marks:
+            if isinstance(event, Token) and "first" not in marks:
                 marks["first"] = time.perf_counter()
             yield event
     return ask_traced

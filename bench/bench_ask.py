@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
+from engine.answer.generation import Answer
+from engine.answer.retrieval import retrieve
 from engine.api import open_store
-from engine.retrieval import retrieve
+from engine.memory.states import recorded_state_bytes
 from engine.runtime import load_runtime
-from engine.states import recorded_state_bytes
 from ingest import catalog
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,8 +59,9 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def store_figures(root: Path, db) -> dict:
-    segments, tokens, state_bytes = recorded_state_bytes(root, db)
+def store_figures(store) -> dict:
+    root, db = store.root, store.db
+    segments, tokens, state_bytes = recorded_state_bytes(store)
     catalog_bytes = sum((root / name).stat().st_size for name in ("catalog.db", "catalog.db-wal")
                         if (root / name).exists())
     return {"sequence_tokens": catalog.sequence_length(db), "processed_tokens": tokens, "segments": segments,
@@ -72,12 +74,12 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
     on a machine shared with other work the wall-clock figures stretch, the CPU seconds much less."""
     cpu_started = time.process_time()
     first_token_cpu = None
-    for kind, value in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
-        if kind == "token" and first_token_cpu is None:
+    for event in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
+        if isinstance(event, Answer):
+            answer = event
+        elif first_token_cpu is None:
             first_token_cpu = time.process_time() - cpu_started
-        elif kind == "answer":
-            answer = value
-    return {"answer": answer.text, "citations": [c["path"] for c in answer.citations], "grounded": answer.grounded,
+    return {"answer": answer.text, "citations": [c.path for c in answer.citations], "grounded": answer.grounded,
             **{name: round(seconds, 3) for name, seconds in answer.timings.items()},
             "first_token_cpu_s": round(first_token_cpu or 0.0, 3),
             "total_cpu_s": round(time.process_time() - cpu_started, 3)}
@@ -85,7 +87,7 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
 
 def retrieved_files(store, question: str, top_k: int, lexical: bool) -> list[str]:
     """The files the retrieved blocks fall in (what retrieval alone found, before the answer)."""
-    blocks = retrieve(store.runtime, store.config, store.index(), store.root, store.store.db, question, top_k, lexical)
+    blocks = retrieve(store.runtime, store.config, store.index(), store.store, question, top_k, lexical)
     block_tokens = store.config.block_tokens
     return sorted({span.paths[0] for block, _ in blocks
                    for span in catalog.citations(store.store.db, block * block_tokens, (block + 1) * block_tokens)})
@@ -138,7 +140,7 @@ def main() -> None:
         report = {"date": date.today().isoformat(), "label": args.label, "machine": machine(),
                   "device": runtime.device.type, "load_average_start": load_at_start, "top_k": args.top_k,
                   "max_new_tokens": args.max_new_tokens,
-                  "store": store_figures(store.root, store.store.db), "index_tokens": index.tokens,
+                  "store": store_figures(store.store), "index_tokens": index.tokens,
                   "model_load_s": round(load_s, 3), "index_build_s": round(index_s, 3),
                   "warm_up": ask_once(store, WARM_UP, args.top_k, True, args.max_new_tokens)}
         fused = run_questions(store, args.top_k, True, args.max_new_tokens)

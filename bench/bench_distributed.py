@@ -14,7 +14,7 @@ Measured here, on the CPU with gloo (this session has no GPU):
   cores (2 processes on 2 cores split the cores: this measures the
   machinery's overhead, not a speed-up), over the standard library's `json` package (about 12.6k
   tokens: 7 segments of 2048; data/ holds one segment only).
-- The single writer's ceiling: rank 0 writing a step's state files (`engine.states.write_states`: fsynced
+- The single writer's ceiling: rank 0 writing a step's state files (`engine.memory.states.write_states`: fsynced
   together, renamed, one directory fsync) and recording one catalog transaction per step of 8 segments,
   with no model at all (`bench/bench_segments.py` sets it beside the former fsync per file).
 """
@@ -27,8 +27,8 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import sysconfig
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -101,7 +101,7 @@ def engine_run(store: Path, corpus: Path, devices: list[str]) -> dict:
     flag = ["--devices", ",".join(devices)] if len(devices) > 1 else ["--device", devices[0]]
     command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(store), "--json", *flag]
     started = time.perf_counter()
-    # No OMP_NUM_THREADS: one process takes every core, two split them (engine.devices.share_cpu).
+    # No OMP_NUM_THREADS: one process takes every core, two split them (engine.parallel.devices.share_cpu).
     environment = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     out = subprocess.run(command, env=environment | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                          check=True)
@@ -138,7 +138,7 @@ def measure_engine(corpus: Path) -> dict:
 
 def measure_writer(segments: int = 256, segment_tokens: int = 2048, heads: int = 1) -> dict:
     """Rank 0 alone: state files and one catalog transaction per step, no model."""
-    from engine.states import write_states
+    from engine.memory.states import write_states
     from ingest import catalog
     from ingest.store import Store
 

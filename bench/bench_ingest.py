@@ -119,8 +119,8 @@ def main() -> None:
         print(json.dumps(child(kind, store, corpus, tokenizer_json, encoder, excludes)))
         return
 
-    from engine.model_files import resolve_model_path
-    from engine.weights import load_model_tokenizer
+    from engine.model.files import resolve_model_path
+    from engine.model.weights import load_model_tokenizer
 
     load_before = os.getloadavg()[0]
     model_path = resolve_model_path(None)

@@ -1,5 +1,5 @@
 """The one part of `ask` whose cost grows with the corpus: scoring blocks against every stored key, exact
-and through the IVF index the engine switches to above `engine.key_index.EXACT_MAX_ROWS`, side by side.
+and through the IVF index the engine switches to above `engine.memory.key_index.EXACT_MAX_ROWS`, side by side.
 
     python bench/bench_key_search.py --store /tmp/store-ivf [--rows 1000000,4000000,10000000] [--alternatives]
 
@@ -9,7 +9,7 @@ block) does not. At every row count this builds the exact index and the engine's
 the same keys and reports, per question (bench_ask's ten): search wall time, the approximate index's
 recall of the exact top-256 candidates per question token, and whether it picks the same best blocks;
 plus build (k-means training, adding) time and memory. Each probing share of `--shares` is measured
-(nprobe = lists / share; the engine's own nprobe is `engine.key_index.probe_count`).
+(nprobe = lists / share; the engine's own nprobe is `engine.memory.key_index.probe_count`).
 
 Keys: the store's own, real. Beyond its size they are extended synthetically: copy c of real key k is k
 plus gaussian noise, renormalised and rounded to int8 as the engine stores keys, at positions after the
@@ -34,14 +34,24 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
 from bench_ask import QUESTIONS  # the same questions as the ask bench (bench/ is the script's own folder)
+
+from engine.answer.retrieval import CANDIDATES_PER_TOKEN, model_block_scores, question_queries
 from engine.api import open_store
-from engine.key_index import (EXACT_MAX_ROWS, MAX_LISTS, MIN_LISTS, MIN_PROBES, PROBED_SHARE, KeyIndex, list_count,
-                              probe_count, sample_step, unit_keys)
-from engine.retrieval import CANDIDATES_PER_TOKEN, model_block_scores, question_queries
+from engine.memory.key_index import (
+    EXACT_MAX_ROWS,
+    MAX_LISTS,
+    MIN_LISTS,
+    MIN_PROBES,
+    PROBED_SHARE,
+    KeyIndex,
+    list_count,
+    probe_count,
+    sample_step,
+    unit_keys,
+)
+from engine.memory.states import read_state
 from engine.runtime import load_runtime
-from engine.states import read_state
 
 RESULTS = Path(__file__).parent / "results"
 TOP_BLOCKS = 4

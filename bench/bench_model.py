@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from engine.generate import generate_tokens
-from engine.model_files import resolve_model_path
+from engine.model.files import resolve_model_path
+from engine.model.generate import generate_tokens
 from engine.runtime import default_dtype, load_runtime
 
 RESULTS = Path(__file__).parent / "results"

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-from engine.commands.selftest import parse_lengths
+from engine.cli.selftest import parse_lengths
 from engine.runtime import load_runtime
 from engine.selftest.passkey import TrialResult, run_passkey, summarise
 

@@ -33,19 +33,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from eval_questions import answer_matches  # bench/ is the script's own folder
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from engine.answer import Excerpt, build_prompt, excerpts_for_blocks
+from engine.answer.excerpts import Excerpt, excerpts_for_blocks
+from engine.answer.prompt import build_prompt
+from engine.answer.retrieval import retrieve
 from engine.api import MAX_CONTEXT_TOKENS, open_store
-from engine.attention import DilatedAttention, KeyRecorder
-from engine.memory import encode_segments
-from engine.model import apply_rope
-from engine.retrieval import retrieve
+from engine.memory.segments import encode_segments
+from engine.memory.states import recorded_state_bytes
+from engine.model.attention import DilatedAttention, KeyRecorder
+from engine.model.llama import apply_rope
 from engine.runtime import Runtime, load_runtime
 from engine.selftest.passkey import QUESTION, make_trial
-from engine.states import recorded_state_bytes
-from eval_questions import answer_matches  # bench/ is the script's own folder
 from ingest.sequence import read_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,8 +224,8 @@ def answer_with(runtime: Runtime, prompt: list[int], excerpts: list[Excerpt], pa
 
 def prompt_for(runtime: Runtime, memory, question: str, top_k: int = 4) -> tuple[list[int], list[Excerpt]]:
     """The prompt and excerpts `engine ask` builds for `question`."""
-    blocks = retrieve(runtime, memory.config, memory.index(), memory.root, memory.store.db, question, top_k)
-    excerpts = excerpts_for_blocks(runtime, memory.root, memory.store.db, blocks, memory.config.block_tokens,
+    blocks = retrieve(runtime, memory.config, memory.index(), memory.store, question, top_k)
+    excerpts = excerpts_for_blocks(runtime, memory.store, blocks, memory.config.block_tokens,
                                    MAX_CONTEXT_TOKENS)
     return build_prompt(runtime, excerpts, question), excerpts
 
@@ -302,7 +303,7 @@ def main() -> None:
         encode["deepest_head_s"] += payload.encode_s
         encode["all_layers_s"] += payload.payload_encode_s
         encode["tokens"] += payload.tokens
-        _segments, tokens, key_bytes = recorded_state_bytes(memory.root, memory.store.db)
+        _segments, tokens, key_bytes = recorded_state_bytes(memory.store)
         for mode in modes:
             extra = payload_bytes_per_token(payload.directory, mode, tokens) if mode != "none" else 0.0
             bytes_per_token[mode].append(key_bytes / tokens + extra)

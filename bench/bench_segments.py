@@ -5,7 +5,7 @@
 What it measures, in one run on the CPU:
 - encode: the real embedded model (`load_runtime(None, "cpu")`, the store's engine config from the
   shipped calibration) reading the same 4 segments of 2048 tokens of prose (Python's pydoc topics) with
-  `batch_segments` 1, 2 and 4 (`engine.memory.encode_segments`); tokens/s of wall time and tokens per
+  `batch_segments` 1, 2 and 4 (`engine.memory.segments.encode_segments`); tokens/s of wall time and tokens per
   CPU-second of this process (less swayed by other jobs on the cores), and how far the batched keys are
   from batch 1's (int8 steps). One round by default (about a minute on idle cores, four at a load of 8);
   `--rounds 2` adds one in the opposite order, so that drifting load weighs on every size alike.
@@ -13,7 +13,7 @@ What it measures, in one run on the CPU:
   64) for 128 segments, each way five times (interleaved, `sync` between), median segments/s and tokens/s:
   `per_segment` is what `process_store` did before, a state file made durable (fsync, rename, directory
   fsync) and one catalog transaction per segment; `per_segment_files` keeps a durable file at a time but
-  one transaction per step (what the sharded path did); `step` is `engine.states.write_states`, a step's
+  one transaction per step (what the sharded path did); `step` is `engine.memory.states.write_states`, a step's
   files fsynced together from a thread pool, renamed, one directory fsync, one transaction. Steps of 8
   and 32 segments; for 32 also the pool's size (1 = the step's fsyncs one after another).
 The stores go to a temporary folder on the file system of `--dir` (default: the system's temporary
@@ -46,8 +46,8 @@ WRITER_ROUNDS = 5
 
 
 def measure_encode(runtime, config, rounds: int) -> dict:
-    from engine.calibration import prose_tokens
-    from engine.memory import encode_segments
+    from engine.memory.calibration import prose_tokens
+    from engine.memory.segments import encode_segments
 
     ids = np.array(prose_tokens(runtime.tokenizer, ENCODE_SEGMENTS * SEGMENT_TOKENS), dtype=np.int64)
     segments = list(ids.reshape(ENCODE_SEGMENTS, SEGMENT_TOKENS))
@@ -79,7 +79,7 @@ def measure_encode(runtime, config, rounds: int) -> dict:
 
 def write_once(folder: Path, way: str, step: int, threads: int, heads: int) -> float:
     """Seconds to store WRITER_SEGMENTS segments one way into a new store under `folder`."""
-    from engine import states
+    from engine.memory import states
     from ingest import catalog
     from ingest.store import Store
 
@@ -107,7 +107,7 @@ def write_once(folder: Path, way: str, step: int, threads: int, heads: int) -> f
 
 
 def measure_writer(folder: Path, heads: int) -> dict:
-    from engine import states
+    from engine.memory import states
 
     default_threads = states.SYNC_THREADS
     os.sync()
@@ -150,8 +150,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "segments_cpu.json")
     args = parser.parse_args()
 
-    from engine.calibration import calibration_for
-    from engine.config import EngineConfig
+    from engine.memory.calibration import calibration_for
+    from engine.memory.config import EngineConfig
     from engine.runtime import load_runtime
 
     load_start = os.getloadavg()

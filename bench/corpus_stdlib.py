@@ -15,8 +15,8 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from engine.model_files import resolve_model_path
-from engine.weights import load_model_tokenizer
+from engine.model.files import resolve_model_path
+from engine.model.weights import load_model_tokenizer
 
 
 def main() -> None:

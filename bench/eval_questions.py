@@ -15,8 +15,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 from engine.api import open_store
-from engine.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 from engine.runtime import load_runtime
 from ingest import catalog
 
@@ -63,9 +63,9 @@ def main() -> None:
                                             config.block_tokens)
                 model_top = sorted(scores, key=lambda b: -scores[b])[:args.top_k]
                 lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens,
-                                                    text_reader(runtime, store.root))[:args.top_k]
+                                                    text_reader(runtime, store.store))[:args.top_k]
                 answer = next(v for k, v in store.ask(question["question"], top_k=args.top_k) if k == "answer")
-                cited = [c for c in answer.citations if c["path"].endswith(question["file"].removeprefix("data/"))]
+                cited = [c for c in answer.citations if c.path.endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],
                              "correct": answer_matches(answer.text, question["answer"]),
                              "right_file_cited": bool(cited),

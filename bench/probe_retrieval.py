@@ -1,11 +1,11 @@
 """Which heads, and which scoring, let the model's own attention find a planted fact in natural text?
 
-Runs `engine.calibration.head_hit_rates` on the real model and real prose (Python's language
+Runs `engine.memory.calibration.head_hit_rates` on the real model and real prose (Python's language
 reference): the corpus in segments of 2048 tokens with full causal attention, facts planted at random,
 hit@8 for every (layer, query head) under four scorings — naive q·k from the prompt's last 8 tokens;
 MaxSim over mean-centred unit keys of the question's own tokens; the same against 4 or 1 representative
 keys per 64-token block. Writes bench/results/probe_retrieval_<N>k.json and, with --save, the
-embedded model's shipped calibration (engine/calibration_default.json: the two best MaxSim heads).
+embedded model's shipped calibration (engine/memory/calibration_default.json: the two best MaxSim heads).
 
     python bench/probe_retrieval.py [--tokens 32768] [--trials 10] [--save]
 """
@@ -17,7 +17,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from engine.calibration import SCORINGS, SHIPPED, choose_heads, head_hit_rates
+from engine.memory.calibration import SCORINGS, SHIPPED, choose_heads, head_hit_rates
 from engine.runtime import load_runtime
 
 

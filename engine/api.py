@@ -1,25 +1,33 @@
 """The engine's public API, for the CLI and the app: open a store, bring it up to date, ask it questions.
 
     store = engine.open_store("~/corpus-store")
-    for kind, value in store.ask("Where is the spare key?"):
-        ...   # ("token", str) while the answer streams, then ("answer", engine.answer.Answer)
+    for event in store.ask("Where is the spare key?"):
+        ...   # engine.Token pieces while the answer streams, then the engine.Answer with its citations
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.answer import Answer, answer_stream, excerpts_for_blocks
-from engine.calibration import calibration_for
+from engine.answer.excerpts import excerpts_for_blocks
+from engine.answer.generation import Answer, Token, answer_stream
+from engine.answer.retrieval import retrieve
 from engine.errors import UsageError
-from engine.config import EngineConfig, load_config
-from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
-                           store_figures)
-from engine import key_index
-from engine.key_index import KeyIndex
-from engine.retrieval import retrieve
+from engine.memory import key_index
+from engine.memory.calibration import calibration_for
+from engine.memory.config import EngineConfig, load_config
+from engine.memory.key_index import KeyIndex
+from engine.memory.segments import (
+    ProcessReport,
+    StoreFigures,
+    config_for_store,
+    process_store,
+    require_same_model,
+    store_figures,
+)
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
@@ -63,18 +71,29 @@ class EngineStore:
     def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
                 batch_segments: int | None = None) -> ProcessReport:
         """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
-        segments out to every rank (`engine.sharded`). `batch_segments` segments go through the model in one
+        segments out to every rank (`engine.parallel.sharded`). `batch_segments` segments go through the model in one
         forward pass (default: what suits each device); the stored keys do not depend on it."""
         if batch_segments is not None and batch_segments < 1:
             raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
         if across_ranks:
-            from engine.sharded import coordinate
+            from engine.parallel.sharded import coordinate
 
-            report = coordinate(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
+            report = coordinate(self.store, self.runtime, self.config, progress, batch_segments)
         else:
-            report = process_store(self.root, self.store.db, self.runtime, self.config, progress, batch_segments)
+            report = process_store(self.store, self.runtime, self.config, progress, batch_segments)
         self._index = None
+        return report
+
+    def read_new(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
+                 batch_segments: int | None = None,
+                 indexing: AbstractContextManager | None = None) -> ProcessReport:
+        """After an ingest: the model reads what is new (`process`), then the key index is readied for the
+        store's new size (`prepare_index`, inside `indexing`, e.g. a progress display). The one order the
+        command line and the app both follow."""
+        report = self.process(progress, across_ranks, batch_segments)
+        with indexing or nullcontext():
+            self.prepare_index()
         return report
 
     def prepare_index(self) -> bool:
@@ -86,12 +105,12 @@ class EngineStore:
         """
         if self.config is None or key_index.stored_rows(self.store.db) <= key_index.EXACT_MAX_ROWS:
             return False
-        self._index = KeyIndex.build(self.root, self.store.db, self.config)
+        self._index = KeyIndex.build(self.store, self.config)
         return True
 
     def index(self) -> KeyIndex:
         if self._index is None:
-            self._index = KeyIndex.build(self.root, self.store.db, self.config)
+            self._index = KeyIndex.build(self.store, self.config)
         return self._index
 
     def refresh(self) -> None:
@@ -100,11 +119,11 @@ class EngineStore:
             self.config = load_config(self.store.db)
             require_same_model(self.config, self.runtime)
         elif self._index is not None:
-            self._index.refresh(self.root, self.store.db)
+            self._index.refresh(self.store)
 
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
-            temperature: float = 0.0) -> Iterator[tuple[str, object]]:
-        """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
+            temperature: float = 0.0) -> Iterator[Token | Answer]:
+        """Events: a Token for each piece of the answer while it streams, then the Answer with its citations."""
         if not question.strip():
             raise UsageError("the question is empty")
         self.refresh()
@@ -112,14 +131,14 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        blocks = retrieve(self.runtime, self.config, self.index(), self.root, self.store.db, question, top_k, lexical)
+        blocks = retrieve(self.runtime, self.config, self.index(), self.store, question, top_k, lexical)
         retrieved = time.perf_counter() - started
-        excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
+        excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
-        for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
-            if isinstance(value, Answer):
-                value.timings["retrieve_s"] = retrieved
-            yield kind, value
+        for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
+            if isinstance(event, Answer):
+                event.timings["retrieve_s"] = retrieved
+            yield event
 
     def documents(self) -> list[dict]:
         """Every document the store knows (path, name, kind, status, reason, tokens, date, live), live ones first."""

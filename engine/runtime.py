@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from engine.model import Llama, build_model
-from engine.model_files import ModelError, resolve_model_path
-from engine.tokenizer import ChatTokenizer
-from engine.weights import ModelConfig, load_model_files
+from engine.model.files import ModelError, resolve_model_path
+from engine.model.llama import Llama, build_model
+from engine.model.tokenizer import ChatTokenizer
+from engine.model.weights import ModelConfig, load_model_files
 
 
 @dataclass

@@ -159,6 +159,30 @@ def unprocessed_ranges(db: sqlite_utils.Database, live_only: bool = True) -> lis
     return gaps
 
 
+def segment_ranges(db: sqlite_utils.Database) -> dict[int, int]:
+    """The processed segments, token_start -> token_end, in sequence order."""
+    return dict(db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start").fetchall())
+
+
+def segment_records(db: sqlite_utils.Database) -> dict[int, tuple[int, str]]:
+    """The processed segments as recorded: token_start -> (token_end, created_at)."""
+    return {start: (end, created) for start, end, created in
+            db.execute("SELECT token_start, token_end, created_at FROM segments")}
+
+
+def processed_tokens(db: sqlite_utils.Database) -> int:
+    """Tokens in processed segments: the keys the engine holds for each retrieval head."""
+    return db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+
+
+def live_documents(db: sqlite_utils.Database) -> int:
+    return db.execute(f"SELECT count(*) FROM documents WHERE status IN {LIVE_SQL}").fetchone()[0]
+
+
+def live_tokens(db: sqlite_utils.Database) -> int:
+    return db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
+
+
 def record_segment(db: sqlite_utils.Database, token_start: int, token_end: int) -> None:
     with db.atomic():
         db.execute("INSERT OR REPLACE INTO segments(token_start, token_end, created_at) VALUES (?, ?, ?)",

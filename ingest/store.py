@@ -9,18 +9,19 @@ name and renamed into place, so a store directory either has a whole catalog or 
 from __future__ import annotations
 
 import fcntl
-import os
 import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 
-from ingest import catalog
+from ingest import catalog, durable
 from ingest.catalog import FORMAT_VERSION, StoreError
 from ingest.sequence import TOKEN_BYTES, TokenFile
 
 CATALOG = "catalog.db"
 TOKENS = "tokens.u32"
+STATES = "states"  # the engine's segment states
+INDEX = "index"  # the engine's saved key index
 LOCK = "lock"
 
 
@@ -58,6 +59,22 @@ class Store:
     def tokens_path(self) -> Path:
         return self.root / TOKENS
 
+    @property
+    def states_dir(self) -> Path:
+        return self.root / STATES
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / INDEX
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes on disk: the catalog (with its WAL), the token sequence, the engine's states and index."""
+        catalog_files = [self.root / (CATALOG + suffix) for suffix in ("", "-wal", "-shm")]
+        sizes = {"catalog": sum(_size(path) for path in catalog_files), "tokens": _size(self.tokens_path),
+                 "states": _size(self.states_dir), "index": _size(self.index_dir)}
+        sizes["total"] = sum(sizes.values())
+        return sizes
+
     def _recover(self) -> None:
         committed = catalog.sequence_length(self.db)
         on_disk = self.tokens.bytes_on_disk()
@@ -86,6 +103,17 @@ class Store:
         self.close()
 
 
+def exists(root: Path) -> bool:
+    """Whether `root` holds a store (a whole catalog)."""
+    return (Path(root) / CATALOG).exists()
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
     # The ingest writer commits from its own thread, never while another thread uses the connection.
     db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
@@ -103,7 +131,7 @@ def _create(root: Path) -> None:
     catalog.create_schema(db)
     db.close()
     (root / TOKENS).touch()
-    os.replace(building, root / CATALOG)
+    durable.replace(building, root / CATALOG)
 
 
 def _lock(root: Path):

@@ -15,7 +15,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from engine.model_files import resolve_model_path
+from engine.model.files import resolve_model_path
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.generate import generate_tokens, stream_text
+from engine.answer.generation import Answer
+from engine.model.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
 from ingest.pipeline import IngestOptions
 from ingest.sources import WalkOptions
@@ -90,7 +91,7 @@ def engine_answer(runtime: Runtime, trial: PasskeyTrial, workdir: Path) -> tuple
     with open_store(workdir / "store", runtime=runtime, write=True) as memory:
         memory.add([corpus], options=options)
         memory.process()
-        answer = next(value for kind, value in memory.ask(QUESTION, max_new_tokens=24) if kind == "answer")
+        answer = next(event for event in memory.ask(QUESTION, max_new_tokens=24) if isinstance(event, Answer))
     read = any(str(trial.passkey) in runtime.tokenizer.decode(excerpt.ids) for excerpt in answer.excerpts)
     return answer.text, read
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import Answer
 from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
 from tests.app.conftest import serving
 
@@ -75,7 +76,7 @@ def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path
 
     question = "When is my dentist appointment?"
     browser_first, _, _ = ask(page, question, "todo.txt")
-    engine_first = next(value for kind, value in corpus.ask(question) if kind == "answer").timings["first_token_s"]
+    engine_first = next(event for event in corpus.ask(question) if isinstance(event, Answer)).timings["first_token_s"]
 
     note = tmp_path / "sailing-notes.md"
     note.write_text("# Sailing\n\nThe sailboat Kestrel is moored at pier 7 in Hamnen, berth B12.\n"

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from app.corpus import CONTEXT_LINES, Corpus
+from app.corpus import CONTEXT_LINES, AskError, Corpus
+from engine import Answer, Citation
 from engine.runtime import load_runtime
 from tests.app.conftest import DATA
 
@@ -28,8 +29,8 @@ def corpus(sample_store, tmp_path, runtime):
 
 def final_answer(corpus: Corpus, question: str):
     events = list(corpus.ask(question))
-    assert events[-1][0] == "answer", events[-1]
-    return events[-1][1]
+    assert isinstance(events[-1], Answer), events[-1]
+    return events[-1]
 
 
 def test_an_empty_store_says_how_to_add_documents(tmp_path, runtime):
@@ -37,7 +38,7 @@ def test_an_empty_store_says_how_to_add_documents(tmp_path, runtime):
     try:
         assert empty.figures().documents == 0 and empty.figures().processed_tokens == 0
         events = list(empty.ask("Where is the spare key?"))
-        assert events == [("error", events[0][1])] and "engine ingest" in events[0][1]
+        assert len(events) == 1 and isinstance(events[0], AskError) and "engine ingest" in events[0].message
     finally:
         empty.close()
 
@@ -71,9 +72,9 @@ def test_answers_during_an_ingest_see_only_whole_documents_and_then_the_new_ones
     live = {row["name"] for row in corpus.documents() if row["status"] == "ok"}
     for answer in during:
         assert answer.text.strip()
-        assert all(citation["path"] in live for citation in answer.citations)
+        assert all(citation.path in live for citation in answer.citations)
     after = final_answer(corpus, "Where does the greenhouse thermometer hang?")
-    assert any(citation["path"] == "garden/greenhouse.md" for citation in after.citations)
+    assert any(citation.path == "garden/greenhouse.md" for citation in after.citations)
 
 
 def test_a_removed_document_is_no_longer_cited_or_shown(corpus):
@@ -83,12 +84,12 @@ def test_a_removed_document_is_no_longer_cited_or_shown(corpus):
     status = {row["name"]: row["status"] for row in corpus.documents()}
     assert status["data/todo.txt"] == "removed" and status["data/notes/lake-cabin.md"] == "ok"
     answer = final_answer(corpus, "When is my dentist appointment?")
-    assert all(citation["path"] != "data/todo.txt" for citation in answer.citations)
-    assert corpus.passage({"path": "data/todo.txt", "page": None, "start_line": 5, "end_line": 5})[1] == []
+    assert all(citation.path != "data/todo.txt" for citation in answer.citations)
+    assert corpus.passage(Citation("data/todo.txt", ["data/todo.txt"], None, 5, 5, "", "", [5, 5], 0.0))[1] == []
 
 
 def test_a_passage_is_the_document_text_around_the_cited_lines(corpus):
-    first, lines = corpus.passage({"path": "data/todo.txt", "page": None, "start_line": 5, "end_line": 5})
+    first, lines = corpus.passage(Citation("data/todo.txt", ["data/todo.txt"], None, 5, 5, "", "", [5, 5], 0.0))
     written = (DATA / "todo.txt").read_text(encoding="utf-8").split("\n")
     assert first == 1  # line 5 less 12 lines of context, clamped to the document's start
     assert lines == written[:5 + CONTEXT_LINES]

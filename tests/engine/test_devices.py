@@ -17,18 +17,20 @@ import numpy as np
 import pytest
 import sqlite_utils
 
+from engine.answer.generation import Answer
 from engine.api import open_store
-from engine.calibration import calibration_for
 from engine.cli import main
-from engine.config import EngineConfig
+from engine.memory.calibration import calibration_for
+from engine.memory.config import EngineConfig
+from engine.memory.states import read_state
 from engine.runtime import load_runtime
-from engine.states import read_state
 from ingest import catalog
 from tests.engine.test_memory import write_corpus
 
 SEGMENT = 64
 QUESTION = "What is the combination of the bike lock?"
 ANSWER_TOKENS = 4  # the answer's start is enough to differ if its context did; CPU generation is slow
+RANK_EXIT = Path(__file__).with_name("rank_exit")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,10 @@ def two_rank_ingest(root: Path, corpus: Path, model: Path, *options: str, **env)
     """The command and environment of `engine ingest --devices cpu,cpu` run from this checkout."""
     command = [sys.executable, "-m", "engine", "ingest", str(corpus), "--store", str(root), "--devices", "cpu,cpu",
                "--model", str(model), *options]
-    return command, dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1", **env)
+    paths = [str(Path(__file__).resolve().parents[2])]
+    if "ENGINE_TEST_RANK_EXIT" in env:
+        paths.insert(0, str(RANK_EXIT))  # its sitecustomize makes the asked-for rank die
+    return command, dict(os.environ, PYTHONPATH=os.pathsep.join(paths), OMP_NUM_THREADS="1", **env)
 
 
 def ingest_on_two_ranks(root: Path, corpus: Path, model: Path, *options: str, **env) -> subprocess.CompletedProcess:
@@ -73,7 +78,7 @@ def assert_same_states(root: Path, reference: Path) -> None:
 
 
 def answer_of(store):
-    return next(value for kind, value in store.ask(QUESTION, max_new_tokens=ANSWER_TOKENS) if kind == "answer")
+    return next(event for event in store.ask(QUESTION, max_new_tokens=ANSWER_TOKENS) if isinstance(event, Answer))
 
 
 def assert_same_answer(root: Path, reference: Path, runtime) -> None:

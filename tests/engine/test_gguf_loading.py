@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.model.weights import load_model_files
 from engine.runtime import load_runtime
-from engine.weights import load_model_files
 from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
 
 pytest.importorskip("transformers")

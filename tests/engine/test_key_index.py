@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import index_file
-from engine.config import EngineConfig
-from engine.key_index import KeyIndex, unit_keys
-from engine.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
-from engine.states import write_states
+from engine.answer.retrieval import CANDIDATES_PER_TOKEN, model_block_scores
+from engine.memory import index_file
+from engine.memory.config import EngineConfig
+from engine.memory.key_index import KeyIndex, unit_keys
+from engine.memory.states import write_states
 from ingest import catalog
-from ingest.store import Store
+from ingest.store import INDEX, Store
 
 DIM, SEGMENT, BLOCK = 64, 2048, 64
 CONFIG = EngineConfig(model_digest="test", heads=[(0, 0)], kv_heads=[0], key_means=[[0.0] * DIM])
@@ -73,7 +73,7 @@ def test_approximate_index_finds_the_planted_block_the_brute_force_finds(store):
 
     expected = brute_force_scores(keys, queries)
     assert max(expected, key=expected.get) == planted
-    index = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
+    index = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
     assert index.approximate
     scores = model_block_scores(index, [queries], BLOCK)
     assert max(scores, key=scores.get) == planted
@@ -83,12 +83,12 @@ def test_approximate_index_finds_the_planted_block_the_brute_force_finds(store):
 def test_refresh_across_the_threshold_and_retraining_keeps_rows_at_their_tokens(store):
     rng = np.random.default_rng(2)
     keys = random_keys(rng, 18 * SEGMENT)
-    index = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=3 * SEGMENT)
+    index = KeyIndex.build(store, CONFIG, exact_max_rows=3 * SEGMENT)
 
     def grow(starts: list[int]) -> int:
         for start in starts:
             record(store, start * SEGMENT, keys[start * SEGMENT:(start + 1) * SEGMENT])
-        return index.refresh(store.root, store.db)
+        return index.refresh(store)
 
     def check() -> None:
         held = sorted(index.segments)
@@ -111,10 +111,10 @@ def test_saved_lists_are_used_only_while_they_match_the_catalog_and_settings(sto
     keys = random_keys(rng, 5 * SEGMENT)
     for start in range(0, 4 * SEGMENT, SEGMENT):
         record(store, start, keys[start:start + SEGMENT])
-    first = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
-    assert index_file.load(store.root, store.db, CONFIG) is not None
+    first = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
+    assert index_file.load(store, CONFIG) is not None
     other = EngineConfig(model_digest="test", heads=[(0, 0)], kv_heads=[0], key_means=[[0.5] * DIM])
-    assert index_file.load(store.root, store.db, other) is None  # made under other settings
+    assert index_file.load(store, other) is None  # made under other settings
 
     trainings = []
     original = KeyIndex.trained.__func__
@@ -123,25 +123,25 @@ def test_saved_lists_are_used_only_while_they_match_the_catalog_and_settings(sto
     sample = np.arange(0, 5 * SEGMENT, 89)
 
     record(store, 4 * SEGMENT, keys[4 * SEGMENT:])
-    reopened = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
+    reopened = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
     assert not trainings and reopened.trained_rows == first.trained_rows  # the file, plus the new segment
     assert np.array_equal(own_rows(reopened, keys[sample], sample), sample)
 
     with store.db.conn:
         store.db.execute("UPDATE segments SET created_at = 'another store' WHERE token_start = 0")
-    assert index_file.load(store.root, store.db, CONFIG) is None  # the catalog records a segment differently
-    rebuilt = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
+    assert index_file.load(store, CONFIG) is None  # the catalog records a segment differently
+    rebuilt = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
     assert len(trainings) == 1 and np.array_equal(own_rows(rebuilt, keys[sample], sample), sample)
-    assert index_file.load(store.root, store.db, CONFIG) is not None
+    assert index_file.load(store, CONFIG) is not None
 
-    saved = store.root / index_file.INDEX / index_file.KEYS_FILE
+    saved = store.root / INDEX / index_file.KEYS_FILE
     saved.write_bytes(saved.read_bytes()[:1000])
-    assert index_file.load(store.root, store.db, CONFIG) is None  # a cut file is not read
+    assert index_file.load(store, CONFIG) is None  # a cut file is not read
     abandoned = saved.with_name(f"{index_file.KEYS_FILE}.999999999.x.part")  # no process has this pid
     abandoned.write_bytes(b"partial")
-    cut = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
+    cut = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
     assert len(trainings) == 2 and np.array_equal(own_rows(cut, keys[sample], sample), sample)
-    assert index_file.load(store.root, store.db, CONFIG) is not None and not abandoned.exists()
+    assert index_file.load(store, CONFIG) is not None and not abandoned.exists()
 
 
 def test_a_store_that_cannot_be_written_still_gets_its_index(store, monkeypatch):
@@ -149,8 +149,8 @@ def test_a_store_that_cannot_be_written_still_gets_its_index(store, monkeypatch)
     keys = random_keys(rng, 2 * SEGMENT)
     record(store, 0, keys[:SEGMENT])
     record(store, SEGMENT, keys[SEGMENT:])
-    (store.root / index_file.INDEX).write_text("not a folder")  # mkdir fails as on a read-only store
-    index = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=SEGMENT)
+    (store.root / INDEX).write_text("not a folder")  # mkdir fails as on a read-only store
+    index = KeyIndex.build(store, CONFIG, exact_max_rows=SEGMENT)
     sample = np.arange(0, 2 * SEGMENT, 61)
     assert index.approximate and np.array_equal(own_rows(index, keys[sample], sample), sample)
 
@@ -160,7 +160,7 @@ def test_empty_probed_lists_never_map_to_a_token(store):
     rng = np.random.default_rng(5)
     keys = random_keys(rng, 512)
     record(store, 0, keys)
-    index = KeyIndex.build(store.root, store.db, CONFIG, exact_max_rows=100)
+    index = KeyIndex.build(store, CONFIG, exact_max_rows=100)
     queries = unit_keys(keys[:2, 0])
     _, rows = index.indexes[0].search(queries, CANDIDATES_PER_TOKEN)
     assert (rows < 0).any()  # the probed lists hold fewer than 256 keys

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from engine.answer.retrieval import lexical_block_ranking, question_words, text_reader
 from engine.api import open_store
-from engine.retrieval import lexical_block_ranking, question_words, text_reader
 from engine.runtime import load_runtime
 
 BLOCK = 64
@@ -28,7 +28,7 @@ def test_the_block_with_the_words_leads_its_span(tmp_path, runtime):
         store.add([tmp_path / "corpus"])
         db = store.store.db
         (first, last), = db.execute("SELECT token_start, token_end FROM spans WHERE text LIKE '%pass key%'").fetchall()
-        text_of = text_reader(runtime, store.root)
+        text_of = text_reader(runtime, store.store)
         ranking = lexical_block_ranking(db, "What is the pass key?", BLOCK, text_of)
 
     blocks = range(first // BLOCK, (last - 1) // BLOCK + 1)

@@ -18,16 +18,17 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from engine import index_file, key_index
-from engine.answer import excerpts_for_blocks
+from engine.answer.excerpts import excerpts_for_blocks
+from engine.answer.generation import Answer
 from engine.api import EngineStore, open_store
 from engine.cli import main
-from engine.key_index import KeyIndex
 from engine.errors import UsageError
-from engine.states import read_state
+from engine.memory import index_file, key_index
+from engine.memory.key_index import KeyIndex
+from engine.memory.states import read_state
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
-from ingest.store import Store
+from ingest.store import INDEX, Store
 
 FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",
                  "train timetables", "the water cycle", "knitting patterns", "the planets of the solar system"]
@@ -69,7 +70,7 @@ def build_store(root: Path, corpus: Path, runtime, batch_segments: int | None = 
 
 
 def answer_of(store: EngineStore, question: str):
-    return next(value for kind, value in store.ask(question, max_new_tokens=32) if kind == "answer")
+    return next(event for event in store.ask(question, max_new_tokens=32) if isinstance(event, Answer))
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,8 @@ def test_citations_point_at_the_file_and_line_of_the_fact(notes_store, runtime):
             answer = answer_of(store, question)
             assert answer.citations, question
             top = answer.citations[0]
-            assert top["path"].endswith(name)
-            assert top["start_line"] <= line <= top["end_line"]
+            assert top.path.endswith(name)
+            assert top.start_line <= line <= top.end_line
 
 
 def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, runtime, tmp_path, monkeypatch,
@@ -102,15 +103,15 @@ def test_ingest_readies_the_approximate_index_and_citations_hold(notes_store, ru
     (tmp_path / "more" / "garden.md").write_text("The shed key hangs behind the rain barrel.\n")
     assert main(["ingest", str(tmp_path / "more"), "--store", str(tmp_path / "store"), "--device", "cpu",
                  "--model", str(default_model_path)]) == 0
-    assert (tmp_path / "store" / index_file.INDEX / index_file.KEYS_FILE).exists()
+    assert (tmp_path / "store" / INDEX / index_file.KEYS_FILE).exists()
     monkeypatch.setattr(KeyIndex, "trained", classmethod(lambda cls, *args: pytest.fail("the question trained")))
     question = "What is the combination of the bike lock?"
     name, line = where[question]
     with open_store(tmp_path / "store", runtime=runtime) as store:
         assert store.index().approximate
         top = answer_of(store, question).citations[0]
-    assert top["path"].endswith(name)
-    assert top["start_line"] <= line <= top["end_line"]
+    assert top.path.endswith(name)
+    assert top.start_line <= line <= top.end_line
 
 
 def test_answer_uses_the_fact(notes_store, runtime):
@@ -239,7 +240,7 @@ def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_
         assert len(spans) >= 2
         boundary = spans[0][1]
         blocks = sorted({(boundary - 1) // BLOCK, boundary // BLOCK})  # the block(s) either side of the seam
-        excerpts = excerpts_for_blocks(runtime, store.root, db, [(block, 1.0) for block in blocks], BLOCK, 1024)
+        excerpts = excerpts_for_blocks(runtime, store.store, [(block, 1.0) for block in blocks], BLOCK, 1024)
     assert len(excerpts) == 1
     excerpt = excerpts[0]
     assert excerpt.token_start < boundary < excerpt.token_start + len(excerpt.ids)
@@ -249,7 +250,7 @@ def test_a_block_across_two_spans_is_read_as_one_excerpt_on_the_right_lines(tmp_
 
 
 def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
-    from engine.answer import repeat_cut
+    from engine.answer.repeats import repeat_cut
 
     def cut(text):
         at = repeat_cut(text)
@@ -277,13 +278,13 @@ def word_pieces(text: str) -> list[str]:
 ])
 def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
     """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
-    from engine.answer import without_repeats
+    from engine.answer.repeats import without_repeats
 
     assert "".join(without_repeats(iter(word_pieces(looping)))) == kept
 
 
 def test_a_streamed_answer_shows_new_text_as_it_comes():
-    from engine.answer import without_repeats
+    from engine.answer.repeats import without_repeats
 
     pulled = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.generate import chat_prompt_ids, generate_tokens
+from engine.model.generate import chat_prompt_ids, generate_tokens
 from engine.runtime import load_runtime
 
 transformers = pytest.importorskip("transformers")

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from engine.model.weights import load_model_tokenizer
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, full_attention_answer, make_trial, needle
-from engine.weights import load_model_tokenizer
 
 
 @pytest.fixture(scope="module")

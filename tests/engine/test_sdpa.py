@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-import engine.model
-from engine.model import sdpa_causal
+import engine.model.llama
+from engine.model.llama import sdpa_causal
 
 
 def dense_causal(q, k, v):
@@ -27,7 +27,7 @@ def dense_causal(q, k, v):
 @pytest.mark.parametrize("own_gqa", [True, False])
 @pytest.mark.parametrize("tq, tk", [(7, 7), (1, 9), (3, 11)])
 def test_sdpa_causal_equals_softmax_attention_written_out(monkeypatch, own_gqa, tq, tk):
-    monkeypatch.setattr(engine.model, "SDPA_GQA", own_gqa)
+    monkeypatch.setattr(engine.model.llama, "SDPA_GQA", own_gqa)
     generator = torch.Generator().manual_seed(tq * 100 + tk)
     q = torch.randn(1, tq, 6, 16, generator=generator, dtype=torch.float64)
     k, v = (torch.randn(1, tk, 2, 16, generator=generator, dtype=torch.float64) for _ in range(2))

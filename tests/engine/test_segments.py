@@ -15,12 +15,12 @@ import sqlite_utils
 import torch
 
 from engine.api import open_store
-from engine.calibration import calibration_for
-from engine.config import EngineConfig, load_config
-from engine.memory import deal, segment_batches
-from engine.model import FullCausalAttention
+from engine.memory.calibration import calibration_for
+from engine.memory.config import EngineConfig, load_config
+from engine.memory.segments import deal, segment_batches
+from engine.memory.states import STATES, read_state, write_states
+from engine.model.llama import FullCausalAttention
 from engine.runtime import load_runtime
-from engine.states import STATES, read_state, write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 from tests.engine.test_memory import write_corpus

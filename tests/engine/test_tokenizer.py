@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.weights import load_model_tokenizer
+from engine.model.weights import load_model_tokenizer
 
 transformers = pytest.importorskip("transformers")
 

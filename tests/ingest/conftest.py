@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def model_tokenizer(default_model_path) -> tuple[Tokenizer, str]:
     """The embedded model's tokenizer (a `tokenizers.Tokenizer`) and its fingerprint, as the CLI builds them."""
-    from engine.weights import load_model_tokenizer
+    from engine.model.weights import load_model_tokenizer
 
     chat = load_model_tokenizer(default_model_path)
     return chat.backend, chat.fingerprint

@@ -8,7 +8,7 @@ import sys
 import time
 
 from engine.errors import UsageError
-from engine.generate import chat_prompt_ids, generate_tokens, stream_text
+from engine.model.generate import chat_prompt_ids, generate_tokens, stream_text
 from engine.runtime import load_runtime
 
 

@@ -16,11 +16,12 @@ bytes a key) would take seven times their memory.
 Lists are trained on the keys present when a store crosses the threshold, and trained again whenever it
 has grown `RETRAIN_GROWTH` times since, so segments added later (`refresh`) go into lists that still fit
 them, and the keys added over a store's life, retraining included, stay under 4/3 of its size. Trained
-lists are kept in `<store>/index/` (`engine.index_file`): training takes far longer than a search.
+lists are kept in `<store>/index/` (`engine.memory.index_file`): training takes far longer than a search.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from engine import index_file
-from engine.config import EngineConfig
-from engine.states import read_state
+from engine.memory import index_file
+from engine.memory.config import EngineConfig
+from engine.memory.states import read_state
+from ingest import catalog
+from ingest.store import Store
+
+log = logging.getLogger(__name__)
 
 # Exact up to 2M rows: 0.6 s a question at 2M on 2 shared cores, a small part of the 5 s first-token budget,
 # with nothing to train; above, the IVF lists (trained once, kept) search 4M rows 10 times faster.
@@ -92,7 +97,7 @@ class KeyIndex:
     Segments are only ever added to a store, so an open index catches up by adding the state files of
     segments recorded since (`refresh`): a long-running reader (the web app) sees what an ingest beside it
     commits without reading every state again. A segment is recorded only after its state file is whole.
-    An index given the store's `config` keeps its trained lists in `<store>/index/` (`engine.index_file`)
+    An index given the store's `config` keeps its trained lists in `<store>/index/` (`engine.memory.index_file`)
     and starts from them at the next open; one without (benches) never writes there.
     """
 
@@ -105,12 +110,12 @@ class KeyIndex:
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
 
     @classmethod
-    def build(cls, root: Path, db, config: EngineConfig, exact_max_rows: int | None = None) -> "KeyIndex":
+    def build(cls, store: Store, config: EngineConfig, exact_max_rows: int | None = None) -> "KeyIndex":
         """The store's index: exact up to `exact_max_rows` (default `EXACT_MAX_ROWS`) rows, else IVF."""
         index = cls.exact(len(config.heads), len(config.key_means[0]),
                           EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows)
         index.config = config
-        index.refresh(root, db)
+        index.refresh(store)
         return index
 
     @classmethod
@@ -136,18 +141,18 @@ class KeyIndex:
     def approximate(self) -> bool:
         return self.trained_rows > 0
 
-    def refresh(self, root: Path, db) -> int:
+    def refresh(self, store: Store) -> int:
         """Adds the segments recorded since the last call; returns how many. Past the threshold, and again
         each time the store has grown `RETRAIN_GROWTH` times since the lists were trained, the index is
         first replaced by newly trained lists (from the index file when another process saved them)."""
-        recorded = dict(db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start").fetchall())
+        recorded = catalog.segment_ranges(store.db)
         added = sum(start not in self.segments for start in recorded)
         rows = sum(end - start for start, end in recorded.items())
         if self._due(rows):
-            self._replace(root, db, recorded, rows)
-        self.add_segments(root, [(start, end) for start, end in recorded.items() if start not in self.segments])
+            self._replace(store, recorded, rows)
+        self.add_segments(store.root, [(start, end) for start, end in recorded.items() if start not in self.segments])
         if self.approximate and self.config is not None and self.tokens - self.saved_rows >= self.saved_rows // 8:
-            self._save(root, db)  # an eighth more than the file holds: the next open should not add them again
+            self._save(store)  # an eighth more than the file holds: the next open should not add them again
         return added
 
     def add_segments(self, root: Path, segments: list[tuple[int, int]]) -> None:
@@ -175,9 +180,9 @@ class KeyIndex:
         trained = self.trained_rows if trained_rows is None else trained_rows
         return rows > self.exact_max_rows and rows >= RETRAIN_GROWTH * trained
 
-    def _replace(self, root: Path, db, recorded: dict[int, int], rows: int) -> None:
+    def _replace(self, store: Store, recorded: dict[int, int], rows: int) -> None:
         """Takes the saved lists if they are not themselves due for training, else trains them here and saves."""
-        saved = index_file.load(root, db, self.config) if self.config is not None else None
+        saved = index_file.load(store, self.config) if self.config is not None else None
         if saved is not None and not self._due(rows, saved.trained_rows):
             for index in saved.indexes:
                 index.nprobe = probe_count(index.nlist)
@@ -187,24 +192,25 @@ class KeyIndex:
             return
         step, sample, seen = sample_step(rows), [], 0
         for start in recorded:  # a first pass draws the sample: the float keys are never all in memory at once
-            keys = read_state(root, start)[2]
+            keys = read_state(store.root, start)[2]
             sample.append(keys[(-seen) % step::step])  # rows seen + i with (seen + i) % step == 0
             seen += len(keys)
+        log.info("training the key index's lists on %d of %d keys", len(np.concatenate(sample)), rows)
         trained = KeyIndex.trained(np.concatenate(sample), rows, self.exact_max_rows)
-        trained.add_segments(root, list(recorded.items()))
+        trained.add_segments(store.root, list(recorded.items()))
         self.indexes, self.positions, self.segments, self.trained_rows = (
             trained.indexes, trained.positions, trained.segments, rows)
         if self.config is not None:
-            self._save(root, db)
+            self._save(store)
 
-    def _save(self, root: Path, db) -> None:
-        index_file.save(root, db, self.config, index_file.SavedIndex(self.indexes, self.segments, self.trained_rows))
+    def _save(self, store: Store) -> None:
+        index_file.save(store, self.config, index_file.SavedIndex(self.indexes, self.segments, self.trained_rows))
         self.saved_rows = self.tokens
 
 
 def stored_rows(db) -> int:
     """Keys the store holds for each head: one for every token of every recorded segment."""
-    return db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM segments").fetchone()[0]
+    return catalog.processed_tokens(db)
 
 
 def segment_positions(segments: dict[int, int]) -> np.ndarray:

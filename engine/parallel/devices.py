@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from engine.errors import RunError, UsageError
+from engine.parallel.placement import Placement
 from engine.runtime import choose_device
 
 # How long a rank waits in a collective; rank 0 may spend this long on the front-end ingest first.
@@ -33,17 +34,6 @@ COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 WORKER_EXIT_WAIT_S = 5.0
 # How often rank 0, waiting for the ranks it started to join, checks that they are still alive.
 JOIN_POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class Placement:
-    """One process's place in a run: its rank, the run's size, its device and how ranks meet."""
-
-    rank: int
-    world_size: int
-    device: str
-    backend: str
-    init_method: str
 
 
 def parse_devices(text: str) -> list[str]:
@@ -191,11 +181,9 @@ class Cluster:
 
 def run_worker(placement: Placement, model: str | None) -> None:
     """A spawned rank: join, compute what rank 0 deals out, leave. Errors end the process non-zero."""
+    from engine.parallel.sharded import serve
     from engine.runtime import load_runtime
-    from engine.sharded import exits_before_joining, serve
 
-    if exits_before_joining(placement.rank):
-        os._exit(3)
     exit_with_rank_zero(placement)
     if placement.device == "cpu":
         share_cpu(placement.world_size)

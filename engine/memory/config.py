@@ -1,6 +1,6 @@
 """The store's engine settings (model digest, retrieval heads, segment and block sizes, attention patterns).
 
-Kept apart from `engine.memory` so that reading them never imports torch: `engine status` shows them
+Kept apart from `engine.memory.segments` so that reading them never imports torch: `engine status` shows them
 from the catalog alone, in well under the seconds that loading torch takes.
 """
 
@@ -14,7 +14,7 @@ from engine.errors import UsageError
 from ingest import catalog
 
 if TYPE_CHECKING:
-    from engine.calibration import Calibration
+    from engine.memory.calibration import Calibration
     from engine.runtime import Runtime
 
 ENGINE_FORMAT = 1

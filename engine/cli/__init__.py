@@ -1,6 +1,6 @@
 """The `engine` command: one entry point for the whole product.
 
-Each subcommand lives in its own module under `engine/commands/`; this file only parses arguments,
+Each subcommand lives in its own module under `engine/cli/`; this file only parses arguments,
 turns known failures into one clear line with exit code 2, and dispatches.
 """
 
@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import logging
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from engine.errors import RunError, UsageError
-from engine.model_files import ModelError
+from engine.model.files import ModelError
+from engine.store import default_store
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # a run that stopped part way; the same command resumes it
-
-
-def default_store() -> Path:
-    return Path(os.environ.get("ENGINE_STORE") or Path(platformdirs.user_data_dir("wholecorpus")) / "store")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a Llama-family GGUF file or Hugging Face folder (default: $ENGINE_MODEL or the "
                              "embedded SmolLM2-135M-Instruct)")
     common.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda or cuda:N (default: cuda if present)")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also show what the engine does behind the scenes (model extraction, calibration, "
+                             "index training)")
 
     parser = argparse.ArgumentParser(prog="engine", parents=[common],
                                      description="Ask questions of your whole corpus, read by one language model.")
@@ -93,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
-    command = importlib.import_module(f"engine.commands.{args.command}")
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format=f"engine {args.command}: %(message)s")
+    command = importlib.import_module(f"engine.cli.{args.command}")
     try:
         return command.run(args) or 0
     except (UsageError, ModelError) as error:

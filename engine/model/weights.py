@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from engine.model_files import ModelError, cache_dir, sha256_of
-from engine.tokenizer import ChatTokenizer, load_tokenizer, tokenizer_from_gguf_metadata
+from engine.model.files import ModelError, cache_dir, sha256_of
+from engine.model.tokenizer import ChatTokenizer, load_tokenizer, tokenizer_from_gguf_metadata
 
 CACHE_FORMAT = 1
 GGUF_ARCHITECTURES = {"llama", "mistral", "qwen2", "smollm"}
@@ -78,7 +78,7 @@ def _cache_stem(digest: str) -> Path:
 
 
 def _load_gguf(path: Path, digest: str) -> ModelFiles:
-    from engine.gguf_file import iter_gguf_tensors, open_gguf, read_gguf_metadata
+    from engine.model.gguf_file import iter_gguf_tensors, open_gguf, read_gguf_metadata
 
     reader = open_gguf(path)
     meta = read_gguf_metadata(path, reader)

@@ -13,7 +13,7 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from engine.model_files import ModelError
+from engine.model.files import ModelError
 
 
 def open_gguf(path: Path) -> GGUFReader:

@@ -9,6 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from engine.answer.generation import Answer
 from engine.api import open_store
 from engine.errors import UsageError
 
@@ -18,15 +19,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-k must be at least 1 (got {args.top_k})")
     with open_store(args.store, model=args.model, device=args.device) as store:
         answer = None
-        for kind, value in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical):
-            if kind == "token" and not args.json:
-                sys.stdout.write(value)
+        for event in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical):
+            if isinstance(event, Answer):
+                answer = event
+            elif not args.json:
+                sys.stdout.write(event.text)
                 sys.stdout.flush()
-            elif kind == "answer":
-                answer = value
     if args.json:
         print(json.dumps({"answer": answer.text, "grounded": answer.grounded,
-                          "corpus_share": round(answer.corpus_share, 4), "citations": answer.citations,
+                          "corpus_share": round(answer.corpus_share, 4), "citations": [citation.as_dict() for citation in answer.citations],
                           "timings": {name: round(seconds, 3) for name, seconds in answer.timings.items()}}))
         return 0
     sys.stdout.write("\n")
@@ -37,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if answer.citations:
         table = Table("source", "lines", "share", title="sources", title_justify="left")
         for citation in answer.citations:
-            page = f"p. {citation['page']}, " if citation["page"] else ""
-            table.add_row(citation["path"], f"{page}{citation['start_line']}-{citation['end_line']}",
-                          f"{citation['score']:.0%}")
+            page = f"p. {citation.page}, " if citation.page else ""
+            table.add_row(citation.path, f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
         console.print(table)
     return 0

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.weights import ModelConfig
+from engine.model.weights import ModelConfig
 
 
 class Attention(Protocol):

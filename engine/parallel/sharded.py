@@ -5,7 +5,7 @@ store, so they may run on other machines. The segments a pass must read are deal
 step every rank takes a batch of up to its `batch_segments` equal-length segments (one forward pass;
 the device's default unless `--batch-segments` says otherwise for all). Rank 0 scatters to each rank its
 batch's token ids, every rank encodes its batch on its device, rank 0 gathers the int8 keys, writes the
-step's state files durably together (`engine.states.write_states`) and records the whole step in one
+step's state files durably together (`engine.memory.states.write_states`) and records the whole step in one
 catalog transaction. A step is stored whole or not at all.
 
 A rank that dies makes rank 0's next collective fail: the pass stops with `RankLost`, what was
@@ -15,31 +15,33 @@ code from the same tokens whichever rank reads it, so the re-run's store equals 
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine.config import EngineConfig, config_from_values
-from engine.devices import Placement
 from engine.errors import UsageError
-from engine.memory import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
-                           planned_segments)
-from engine.model_files import ModelError
+from engine.memory.config import EngineConfig, config_from_values
+from engine.memory.segments import (
+    ProcessReport,
+    RankLoad,
+    deal,
+    default_batch_segments,
+    encode_segments,
+    pass_stamp,
+    planned_segments,
+)
+from engine.memory.states import write_states
+from engine.model.files import ModelError
+from engine.parallel.placement import Placement
 from engine.runtime import Runtime
-from engine.states import write_states
 from ingest import catalog
 from ingest.sequence import read_tokens
-
-# Test hook: "RANK:N" makes that rank's process exit abruptly after handing over N segments;
-# "RANK:join" makes a spawned rank exit before it joins the process group (engine.devices).
-EXIT_HOOK = "ENGINE_TEST_RANK_EXIT"
+from ingest.store import Store
 
 
 class RankLost(Exception):
@@ -63,14 +65,14 @@ class Plan:
     stop: str | None = None
 
 
-def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
+def coordinate(store: Store, runtime: Runtime, config: EngineConfig,
                progress: Callable[[int, int], None] | None = None,
                batch_segments: int | None = None) -> ProcessReport:
     """Rank 0's pass: deal the unprocessed segments out, write and record what comes back, step by step.
 
     Each rank reads `batch_segments` segments a step, or its own device's default when None."""
     world = dist.get_world_size()
-    segments = planned_segments(db, config)
+    segments = planned_segments(store.db, config)
     try:
         ranks = _handshake({"host": socket.gethostname(), "device": str(runtime.device), "digest": runtime.digest})
         problems = [f"rank {rank} ({status['device']}): {status['error']}" for rank, status in enumerate(ranks)
@@ -90,11 +92,10 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
     total = sum(end - start for start, end in segments)
     started, stamp = time.perf_counter(), pass_stamp()
     comm = _comm_device(runtime)
-    tokens_file = root / "tokens.u32"
     if progress is not None and total:
         progress(0, total)
     for step in steps:
-        outgoing = [_token_tensor([read_tokens(tokens_file, *segment) for segment in batch], config, rows, comm)
+        outgoing = [_token_tensor([read_tokens(store.tokens_path, *segment) for segment in batch], config, rows, comm)
                     for batch in step]
         try:
             keys, seconds = _step(runtime, config, step[0], rows, outgoing, comm)
@@ -112,8 +113,8 @@ def coordinate(root: Path, db, runtime: Runtime, config: EngineConfig,
             if rank and batch:
                 report.exchanged_bytes += outgoing[rank].numel() * outgoing[rank].element_size()
                 report.exchanged_bytes += keys[rank].numel() * keys[rank].element_size()
-        write_states(root, states)
-        catalog.record_segments(db, work)
+        write_states(store.root, states)
+        catalog.record_segments(store.db, work)
         report.segments += len(work)
         report.tokens += sum(end - start for start, end, _ in states)
         report.seconds = time.perf_counter() - started
@@ -143,14 +144,8 @@ def serve(placement: Placement, load: Callable[[], Runtime]) -> None:
         return
     config = config_from_values(plan.config)
     comm = _comm_device(runtime)
-    exit_after = _exit_hook(placement.rank)
-    handed = 0
     for step in plan.steps:
-        batch = step[placement.rank]
-        _step(runtime, config, batch, plan.rows, None, comm)
-        handed += len(batch)
-        if exit_after is not None and handed >= exit_after:
-            os._exit(3)
+        _step(runtime, config, step[placement.rank], plan.rows, None, comm)
 
 
 def _step(runtime: Runtime, config: EngineConfig, batch: list[tuple[int, int]], rows: int,
@@ -209,15 +204,3 @@ def _receive_plan() -> Plan:
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
-
-def _exit_hook(rank: int) -> int | None:
-    value = os.environ.get(EXIT_HOOK, "")
-    if not value or value.endswith(":join"):
-        return None
-    hook_rank, after = (int(part) for part in value.split(":"))
-    return after if hook_rank == rank else None
-
-
-def exits_before_joining(rank: int) -> bool:
-    """The test hook asks this spawned rank to die before it joins the process group."""
-    return os.environ.get(EXIT_HOOK, "") == f"{rank}:join"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 import kernels
-from engine.model import apply_rope, sdpa_causal
+from engine.model.llama import apply_rope, sdpa_causal
 
 
 @dataclass

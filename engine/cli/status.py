@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import load_config
 from engine.errors import UsageError
-from engine.states import recorded_state_bytes
+from engine.memory.config import load_config
+from engine.memory.states import recorded_state_bytes
 from ingest.catalog import StoreError, status_report
 from ingest.store import Store
 
@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
         with Store.open(args.store) as store:
             report = status_report(store.db)
             report["store"] = str(Path(args.store).resolve())
-            report["size_on_disk"] = _sizes(store.root)
-            report["engine"] = _engine(store.root, store.db, report["size_on_disk"]["index"])
+            report["size_on_disk"] = store.sizes()
+            report["engine"] = _engine(store, report["size_on_disk"]["index"])
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
@@ -35,29 +35,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sizes(root: Path) -> dict[str, int]:
-    """Bytes on disk: the catalog (with its WAL), the token sequence, the engine's states and index."""
-    def size(path: Path) -> int:
-        if path.is_dir():
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        return path.stat().st_size if path.exists() else 0
-
-    sizes = {"catalog": sum(size(root / name) for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm")),
-             "tokens": size(root / "tokens.u32"), "states": size(root / "states"), "index": size(root / "index")}
-    sizes["total"] = sum(sizes.values())
-    return sizes
-
-
-def _engine(root: Path, db, index_bytes: int) -> dict | None:
+def _engine(store: Store, index_bytes: int) -> dict | None:
     """The settings the store's tokens were read with, and what the states weigh per token read.
 
     Bytes per token is measured from the recorded state files (their sizes over the tokens they cover),
     so it includes each file's header and is the figure a user's disk actually pays.
     """
-    config = load_config(db)
+    config = load_config(store.db)
     if config is None:
         return None
-    segments, tokens, state_bytes = recorded_state_bytes(root, db)
+    segments, tokens, state_bytes = recorded_state_bytes(store)
     return {
         "model_digest": config.model_digest[:12],
         "retrieval_heads": [list(head) for head in config.heads],

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.attention import QueryRecorder
-from engine.config import EngineConfig
-from engine.generate import question_prompt
-from engine.key_index import KeyIndex
+from engine.memory.config import EngineConfig
+from engine.memory.key_index import KeyIndex
+from engine.model.attention import QueryRecorder
+from engine.model.generate import question_prompt
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
+from ingest.store import Store
 
 CANDIDATES_PER_TOKEN = 256
 RRF_K = 60
@@ -108,16 +108,16 @@ def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
-def text_reader(runtime: Runtime, root: Path) -> Callable[[int, int], str]:
+def text_reader(runtime: Runtime, store: Store) -> Callable[[int, int], str]:
     """The text of a store's tokens [start, end)."""
-    return lambda start, end: runtime.tokenizer.decode(read_tokens(root / "tokens.u32", start, end).tolist())
+    return lambda start, end: runtime.tokenizer.decode(read_tokens(store.tokens_path, start, end).tolist())
 
 
-def retrieve(runtime: Runtime, config: EngineConfig, index: KeyIndex, root: Path, db, question: str, top_k: int,
+def retrieve(runtime: Runtime, config: EngineConfig, index: KeyIndex, store: Store, question: str, top_k: int,
              lexical: bool = True) -> list[tuple[int, float]]:
     """The `top_k` best blocks (block number, fused score), best first."""
     model_scores = model_block_scores(index, question_queries(runtime, config, question), config.block_tokens)
     rankings = [sorted(model_scores, key=lambda block: -model_scores[block])[:4 * top_k]]
     if lexical:
-        rankings.append(lexical_block_ranking(db, question, config.block_tokens, text_reader(runtime, root)))
+        rankings.append(lexical_block_ranking(store.db, question, config.block_tokens, text_reader(runtime, store)))
     return fuse(rankings)[:top_k]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,9 +25,11 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from engine.config import EngineConfig
+from engine.memory.config import EngineConfig
+from ingest import catalog, durable
+from ingest.store import Store
 
-INDEX = "index"
+log = logging.getLogger(__name__)
 KEYS_FILE = "keys.safetensors"
 FILE_FORMAT = "1"
 
@@ -45,8 +47,7 @@ def config_digest(config: EngineConfig) -> str:
 
 def segments_digest(db, segments: dict[int, int]) -> str | None:
     """Digest of `segments` as the catalog records them (range and created_at); None if it lacks one."""
-    recorded = {start: (end, created) for start, end, created in
-                db.execute("SELECT token_start, token_end, created_at FROM segments")}
+    recorded = catalog.segment_records(db)
     digest = hashlib.sha256()
     for start, end in segments.items():
         if recorded.get(start, (None,))[0] != end:
@@ -55,32 +56,25 @@ def segments_digest(db, segments: dict[int, int]) -> str | None:
     return digest.hexdigest()
 
 
-def save(root: Path, db, config: EngineConfig, saved: SavedIndex) -> None:
+def save(store: Store, config: EngineConfig, saved: SavedIndex) -> None:
     """Writes the index file, or nothing where the store cannot be written: the file only saves time."""
-    folder = root / INDEX
-    partial: Path | None = None
+    folder = store.index_dir
     try:
         folder.mkdir(exist_ok=True)
         _remove_abandoned(folder)
-        handle, name = tempfile.mkstemp(dir=folder, prefix=f"{KEYS_FILE}.{os.getpid()}.", suffix=".part")
-        os.close(handle)
-        partial = Path(name)
         tensors = {f"head{head}": faiss.serialize_index(index) for head, index in enumerate(saved.indexes)}
         tensors["segments"] = np.array(list(saved.segments.items()), dtype=np.int64).reshape(-1, 2)
         metadata = {"format": FILE_FORMAT, "config": config_digest(config), "trained_rows": str(saved.trained_rows),
-                    "segments": segments_digest(db, saved.segments) or ""}
-        save_file(tensors, str(partial), metadata=metadata)
-        with open(partial, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(partial, folder / KEYS_FILE)
-    except OSError:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
+                    "segments": segments_digest(store.db, saved.segments) or ""}
+        with durable.written(folder / KEYS_FILE) as partial:
+            save_file(tensors, str(partial), metadata=metadata)
+    except OSError as error:
+        log.info("the key index was not saved in %s (%s); the next open trains it again", folder, error)
 
 
-def load(root: Path, db, config: EngineConfig) -> SavedIndex | None:
+def load(store: Store, config: EngineConfig) -> SavedIndex | None:
     """The saved index, if there is one made under `config` over segments the catalog records as it does."""
-    path = root / INDEX / KEYS_FILE
+    path = store.index_dir / KEYS_FILE
     try:
         with safe_open(str(path), framework="np") as file:
             metadata = file.metadata() or {}
@@ -90,7 +84,7 @@ def load(root: Path, db, config: EngineConfig) -> SavedIndex | None:
     except (OSError, SafetensorError):
         return None
     segments = {int(start): int(end) for start, end in tensors.pop("segments")}
-    if not metadata.get("segments") or segments_digest(db, segments) != metadata["segments"]:
+    if not metadata.get("segments") or segments_digest(store.db, segments) != metadata["segments"]:
         return None
     indexes = [faiss.deserialize_index(tensors[f"head{head}"]) for head in range(len(config.heads))]
     rows = sum(end - start for start, end in segments.items())

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine.errors import RunError, UsageError
-from engine.model_files import resolve_model_path
+from engine.model.files import resolve_model_path
 from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.pipeline import IngestOptions, RunSummary, ingest
@@ -35,7 +36,7 @@ QUIET_REASONS = {"empty", "binary"}  # expected in any repository: counted, not 
 def run(args: argparse.Namespace) -> int:
     placement = devices = None
     if args.devices or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # imports torch: only for several devices
-        from engine.devices import parse_devices, torchrun_placement
+        from engine.parallel.devices import parse_devices, torchrun_placement
 
         placement = torchrun_placement(args.device)
         if args.devices and placement is not None:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     def tokenizer() -> SequenceTokenizer:
-        from engine.weights import load_model_tokenizer  # imports torch: only when there is reading to do
+        from engine.model.weights import load_model_tokenizer  # imports torch: only when there is reading to do
 
         chat = load_model_tokenizer(model_path)
         return sequence_tokenizer(chat.backend, chat.fingerprint)
@@ -93,8 +94,8 @@ def _on_devices(store: Store, model: str | None, device: str | None, devices: li
     """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
     if placement is None and not wanted:
         return None
-    from engine.devices import Cluster  # imports torch: only when the model must read or ranks wait
-    from engine.sharded import RankLost, release
+    from engine.parallel.devices import Cluster  # imports torch: only when the model must read or ranks wait
+    from engine.parallel.sharded import RankLost, release
 
     if placement is not None:  # under torchrun the other ranks wait for rank 0's word, work or not
         with Cluster.torchrun(placement) as cluster:
@@ -121,9 +122,9 @@ def _stopped_message(cluster, lost) -> str:
 
 def _serve(placement, model: str | None) -> int:
     """A torchrun rank other than 0: it never opens the store, it computes what rank 0 deals out."""
-    from engine.devices import join, leave
+    from engine.parallel.devices import join, leave
+    from engine.parallel.sharded import serve
     from engine.runtime import load_runtime
-    from engine.sharded import serve
 
     join(placement)
     try:
@@ -142,19 +143,23 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
     memory = EngineStore(store, load_runtime(model, device))
     columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.fields[counts]}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("engine", total=None, counts="", rate="")
-        started = time.perf_counter()
+    progress = Progress(*columns, console=console, disable=not console.is_terminal)
+    task = progress.add_task("engine", total=None, counts="", rate="")
+    started = time.perf_counter()
 
-        def advance(done: int, total: int) -> None:
-            rate = done / max(time.perf_counter() - started, 1e-6)
-            progress.update(task, completed=done, total=total, counts=f"{done:,}/{total:,} tokens",
-                            rate=f"{rate:,.0f} tok/s" if done else "")
+    def advance(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-6)
+        progress.update(task, completed=done, total=total, counts=f"{done:,}/{total:,} tokens",
+                        rate=f"{rate:,.0f} tok/s" if done else "")
 
-        report = memory.process(advance, across_ranks, batch_segments)
-    with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
-        memory.prepare_index()
-    return report
+    @contextmanager
+    def indexing():
+        progress.stop()  # one live display at a time: the bar is done when the index is built
+        with console.status("[bold]engine[/] building the key index (once, when the store has grown large)"):
+            yield
+
+    with progress:
+        return memory.read_new(advance, across_ranks, batch_segments, indexing())
 
 
 def _model_key(model_path: Path) -> str:

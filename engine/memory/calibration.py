@@ -8,12 +8,13 @@ the scoring that works is MaxSim over mean-centred unit keys, so the calibration
 KV head's mean key, which the store needs to centre its keys.
 
 The result for a model is cached by the model file's digest (`calibration-<digest>.json` in the user
-cache); for the embedded default model it ships with the package (`engine/calibration_default.json`).
+cache); for the embedded default model it ships with the package (`engine/memory/calibration_default.json`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,9 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.generate import question_prompt
-from engine.model_files import cache_dir
+from engine.model.files import cache_dir
+from engine.model.generate import question_prompt
 from engine.runtime import Runtime
+from ingest import durable
 
 # Facts unlike anything in data/ (whose questions evaluate the engine), so calibration cannot overfit them.
 FACTS = [
@@ -38,6 +40,7 @@ FACTS = [
     ("Our landlord, Mr. Abernathy, agreed to replace the broken dishwasher before the end of July.",
      "What did Mr. Abernathy agree to replace?"),
 ]
+log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).with_name("calibration_default.json")
 SCORINGS = ("naive", "maxsim", "maxsim4", "maxsim1")
 
@@ -54,7 +57,8 @@ class Calibration:
     trials: int
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)) + "\n")
+        with durable.written(path) as partial:
+            partial.write_text(json.dumps(asdict(self)) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
@@ -71,6 +75,7 @@ def calibration_for(runtime: Runtime, heads: int = 2) -> Calibration:
             calibration = Calibration.load(path)
             if calibration.model_digest == runtime.digest:
                 return calibration
+    log.info("no calibration for model %s: measuring it (minutes on a CPU)", runtime.digest[:12])
     calibration = calibrate(runtime, tokens=16384, trials=10, keep=heads)
     calibration.save(cache_dir() / f"calibration-{runtime.digest[:32]}.json")
     return calibration

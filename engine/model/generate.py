@@ -7,8 +7,8 @@ from typing import Iterator
 
 import torch
 
-from engine.model import Llama
-from engine.tokenizer import ChatTokenizer
+from engine.model.llama import Llama
+from engine.model.tokenizer import ChatTokenizer
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A segment's state file on disk: `states/<first token>.safetensors`, int8 keys and the token range.
 
-Apart from `engine.memory` (which runs the model) because reading, writing and weighing these files
+Apart from `engine.memory.segments` (which runs the model) because reading, writing and weighing these files
 needs numpy and safetensors only: `engine status` measures them without importing torch.
 """
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-STATES = "states"
+from ingest import catalog, durable
+from ingest.store import STATES, Store
+
 # Threads syncing one step's files at once: concurrent fsyncs share the file system's journal commits
 # (bench/bench_segments.py), and past a few dozen in flight there is nothing left to share.
 SYNC_THREADS = 16
@@ -44,22 +46,13 @@ def write_states(root: Path, states: list[tuple[int, int, np.ndarray]]) -> None:
         save_file({"keys": keys, "range": np.array([start, end], dtype=np.int64)}, str(partial))
         moves.append((partial, path))
     if len(moves) == 1:
-        _sync_file(moves[0][0])
+        durable.sync_file(moves[0][0])
     else:
         with ThreadPoolExecutor(min(SYNC_THREADS, len(moves)), thread_name_prefix="state-sync") as pool:
-            list(pool.map(_sync_file, [partial for partial, _ in moves]))
+            list(pool.map(durable.sync_file, [partial for partial, _ in moves]))
     for partial, path in moves:
         os.replace(partial, path)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _sync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    durable.sync_directory(folder)
 
 
 def read_state(root: Path, start: int) -> tuple[int, int, np.ndarray]:
@@ -68,15 +61,15 @@ def read_state(root: Path, start: int) -> tuple[int, int, np.ndarray]:
     return begin, end, state["keys"]
 
 
-def recorded_state_bytes(root: Path, db) -> tuple[int, int, int]:
+def recorded_state_bytes(store: Store) -> tuple[int, int, int]:
     """(segments, tokens, bytes on disk) of the state files the catalog records as processed.
 
     Counted from the recorded segments, not by listing `states/`: a `.part` file left by a killed run,
     or a file renamed into place just before the kill and not yet recorded, is not part of the store.
     """
     segments = tokens = size = 0
-    for start, end in db.execute("SELECT token_start, token_end FROM segments"):
+    for start, end in catalog.segment_ranges(store.db).items():
         segments += 1
         tokens += end - start
-        size += state_path(root, start).stat().st_size
+        size += state_path(store.root, start).stat().st_size
     return segments, tokens, size

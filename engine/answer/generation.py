@@ -1,0 +1,68 @@
+"""Answering from excerpts: the model answers (streamed, cut before it repeats itself), then one more
+pass measures where the answer's tokens looked, which decides what it cites (`engine.answer.citations`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from engine.answer.citations import CITED_SHARE, GROUNDED_SHARE, Citation, attention_on_excerpts, citation_record
+from engine.answer.excerpts import Excerpt
+from engine.answer.prompt import build_prompt
+from engine.answer.repeats import without_repeats
+from engine.model.generate import generate_tokens, stream_text
+from engine.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the answer as it streams."""
+
+    text: str
+
+
+@dataclass
+class Answer:
+    """The answer kept (a repeating tail cut off), what it cites, whether it drew on the corpus, timings."""
+
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    grounded: bool = False
+    corpus_share: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    excerpts: list[Excerpt] = field(default_factory=list)  # what the prompt held, cited or not
+
+
+def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
+                  started: float, temperature: float = 0.0) -> Iterator[Token | Answer]:
+    """Events: a Token for each piece of the answer as it streams, then the Answer."""
+    prompt = build_prompt(runtime, excerpts, question)
+    result = Answer(excerpts=excerpts)
+    produced: list[int] = []
+
+    def counted():
+        for token in generate_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids, temperature):
+            produced.append(token)
+            yield token
+
+    def timed():
+        for number, piece in enumerate(stream_text(runtime.tokenizer, counted())):
+            if number == 0:
+                result.timings["first_token_s"] = time.perf_counter() - started
+            yield piece
+
+    pieces = []
+    for piece in without_repeats(timed()):
+        pieces.append(piece)
+        yield Token(piece)
+    result.text = "".join(pieces)
+    if produced and excerpts:
+        result.corpus_share = attention_on_excerpts(runtime, prompt, produced, excerpts)
+    result.grounded = result.corpus_share >= GROUNDED_SHARE
+    ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
+    result.citations = [citation_record(e, runtime.tokenizer.decode(prompt[e.prompt_start:e.prompt_end]))
+                        for e in ranked if e.mass >= CITED_SHARE]
+    result.timings["total_s"] = time.perf_counter() - started
+    yield result

@@ -1,0 +1,67 @@
+"""Cutting a streamed answer before it repeats itself: greedy decoding of a small model loops."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def _sentence_key(text: str) -> str:
+    """A sentence as compared for repeats: spaces collapsed, list numbers and bullets dropped, lower case."""
+    return " ".join(text.split()).lstrip("0123456789.)-* ").lower()
+
+
+def _finished_sentences(text: str) -> tuple[list[tuple[str, int]], int]:
+    """The finished sentences (or lines) of `text`, each as (key, where it ends), and where the unfinished rest
+    begins. A bare list number or a blank line is not a sentence: it joins the one after it."""
+    sentences, begin = [], 0
+    for boundary in SENTENCE_END.finditer(text):
+        key = _sentence_key(text[begin:boundary.end()])
+        if key:
+            sentences.append((key, boundary.end()))
+            begin = boundary.end()
+    return sentences, begin
+
+
+def repeat_cut(text: str) -> int | None:
+    """Where to cut `text` when its last finished sentence (or line) says again what an earlier one said:
+    the end of the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small
+    model loops ("She is the one who made the design of the project." over and over), and the loop adds
+    nothing. List numbers and bullets are not sentences of their own."""
+    return _first_repeat(_finished_sentences(text)[0])
+
+
+def _first_repeat(sentences: list[tuple[str, int]]) -> int | None:
+    """`repeat_cut` over sentences already split by `_finished_sentences`."""
+    seen: set[str] = set()
+    kept_end = 0
+    for key, end in sentences:
+        if key in seen:
+            return kept_end
+        seen.add(key)
+        kept_end = end
+    return None
+
+
+def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces of a streaming answer as they may be shown, ending before the first repeated sentence.
+    Joined, they are the kept answer: an unfinished sentence that so far reads like the start of an earlier
+    one is held back, since it may be a repeat that will be cut, and text already printed on a terminal
+    cannot be taken back."""
+    text, shown = "", 0
+    for piece in pieces:
+        text += piece
+        sentences, rest = _finished_sentences(text)
+        cut = _first_repeat(sentences)
+        if cut is not None:
+            text = text[:cut]
+            break
+        tail = _sentence_key(text[rest:])
+        ready = rest if any(key.startswith(tail) for key, _ in sentences) else len(text)
+        if ready > shown:
+            yield text[shown:ready]
+            shown = ready
+    if len(text) > shown:
+        yield text[shown:]
