@@ -273,7 +273,7 @@ def kernel_dtype(context: Context):
 def dilated_checks(context: Context, clock: Clock, result: dict) -> list[dict]:
     import torch
 
-    from engine.config import EngineConfig
+    from engine.memory.config import EngineConfig
     from kernels import reference
     from kernels.dilated_attention import dilated_attention_triton
     from kernels.rope import RoPE
@@ -347,9 +347,9 @@ def key_agreement(context: Context, fp32_runtime) -> dict:
     (bf16 on a GPU) against the CPU runtime in fp32, the reference the CPU stores were built with."""
     import numpy as np
 
-    from engine.calibration import calibration_for
-    from engine.config import EngineConfig
-    from engine.memory import encode_segments
+    from engine.memory.calibration import calibration_for
+    from engine.memory.config import EngineConfig
+    from engine.memory.segments import encode_segments
     from engine.runtime import load_runtime
 
     device_runtime = context.runtime()
@@ -529,7 +529,7 @@ def transformers_twin(runtime):
 def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
     from bench_ask import QUESTIONS, WARM_UP
     from engine.api import open_store
-    from engine.memory import default_batch_segments
+    from engine.memory.segments import default_batch_segments
 
     plan = context.plan
     runtime = context.runtime()

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read with one process per device, e.g. cpu,cpu or cuda:0,cuda:1 (under torchrun "
                              "leave it out: each rank takes cuda:LOCAL_RANK)")
     ingest.add_argument("--batch-segments", type=int, default=None, metavar="N",
-                        help="segments the model reads in one forward pass, on each device (default: 8 on a GPU, "
+                        help="segments the model reads in one forward pass, on each device (default: 32 on a GPU, "
                              "4 on the CPU); the stored keys are the same whatever N")
     ingest.add_argument("--no-process", action="store_true",
                         help="only add the files to the catalog; the model reads them at the next ingest")

@@ -59,10 +59,11 @@ def require_same_model(config: EngineConfig | None, runtime: Runtime) -> None:
 
 
 # Segments a forward pass reads when not told. On a GPU a batch fills the device that one 2048-token
-# segment of a small model leaves mostly idle. On the CPU, measured (bench/results/segments_cpu.json):
+# segment of a small model leaves mostly idle: on one H200, 32 read about 1.9x the tokens/s of 8 and 64 no
+# more than 32 (bench/results/gpu_check_h200_batch.json), under 1 GB of GPU memory. On the CPU, measured (bench/results/segments_cpu.json):
 # 4 segments a pass read 20-30% more tokens per CPU-second than 1 over three runs on 2 busy cores (the
 # recorded one: 240 against 184), 2 about half that gain; the keys came out identical.
-BATCH_SEGMENTS_CUDA = 8
+BATCH_SEGMENTS_CUDA = 32
 BATCH_SEGMENTS_CPU = 4
 
 
