@@ -608,7 +608,9 @@ def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
 
 def ask_first_token(store, question: str, new_tokens: int) -> float:
     """Seconds from the question to the first streamed token (the answer's own timing, retrieval included)."""
-    answer = next(value for kind, value in store.ask(question, max_new_tokens=new_tokens) if kind == "answer")
+    from engine import Answer
+
+    answer = next(event for event in store.ask(question, max_new_tokens=new_tokens) if isinstance(event, Answer))
     return answer.timings.get("first_token_s", answer.timings["total_s"])
 
 
