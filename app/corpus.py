@@ -14,9 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
 from engine.api import EngineStore, open_store

@@ -31,6 +31,7 @@ from engine.runtime import load_runtime
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the page driver is shared with the browser test
 from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question  # noqa: E402
+
 QUESTIONS = [q["question"] for q in json.loads((ROOT / "data" / "questions.json").read_text())["questions"]]
 
 

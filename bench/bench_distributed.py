@@ -27,8 +27,8 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import sysconfig
+import tempfile
 import time
 from datetime import date
 from pathlib import Path

@@ -34,11 +34,21 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
 from bench_ask import QUESTIONS  # the same questions as the ask bench (bench/ is the script's own folder)
+
 from engine.api import open_store
-from engine.key_index import (EXACT_MAX_ROWS, MAX_LISTS, MIN_LISTS, MIN_PROBES, PROBED_SHARE, KeyIndex, list_count,
-                              probe_count, sample_step, unit_keys)
+from engine.key_index import (
+    EXACT_MAX_ROWS,
+    MAX_LISTS,
+    MIN_LISTS,
+    MIN_PROBES,
+    PROBED_SHARE,
+    KeyIndex,
+    list_count,
+    probe_count,
+    sample_step,
+    unit_keys,
+)
 from engine.retrieval import CANDIDATES_PER_TOKEN, model_block_scores, question_queries
 from engine.runtime import load_runtime
 from engine.states import read_state

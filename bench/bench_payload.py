@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from eval_questions import answer_matches  # bench/ is the script's own folder
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -45,7 +46,6 @@ from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from engine.selftest.passkey import QUESTION, make_trial
 from engine.states import recorded_state_bytes
-from eval_questions import answer_matches  # bench/ is the script's own folder
 from ingest.sequence import read_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ class PayloadStore:
     payload_encode_s: float = 0.0  # reading them through every layer, keeping K/V
 
     @classmethod
-    def build(cls, runtime: Runtime, memory, directory: Path, modes: list[str]) -> "PayloadStore":
+    def build(cls, runtime: Runtime, memory, directory: Path, modes: list[str]) -> PayloadStore:
         db, config = memory.store.db, memory.config
         segments = [tuple(row) for row in db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start")]
         built = cls(directory, segments)

@@ -8,17 +8,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
+from engine import key_index
 from engine.answer import Answer, answer_stream, excerpts_for_blocks
 from engine.calibration import calibration_for
-from engine.errors import UsageError
 from engine.config import EngineConfig, load_config
-from engine.memory import (ProcessReport, StoreFigures, config_for_store, process_store, require_same_model,
-                           store_figures)
-from engine import key_index
+from engine.errors import UsageError
 from engine.key_index import KeyIndex
+from engine.memory import (
+    ProcessReport,
+    StoreFigures,
+    config_for_store,
+    process_store,
+    require_same_model,
+    store_figures,
+)
 from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
@@ -138,7 +144,7 @@ class EngineStore:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "EngineStore":
+    def __enter__(self) -> EngineStore:
         return self
 
     def __exit__(self, *exc) -> None:

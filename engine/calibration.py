@@ -57,7 +57,7 @@ class Calibration:
         path.write_text(json.dumps(asdict(self)) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "Calibration":
+    def load(cls, path: Path) -> Calibration:
         raw = json.loads(path.read_text())
         raw["heads"] = [tuple(head) for head in raw["heads"]]
         raw["key_means"] = {int(layer): value for layer, value in raw["key_means"].items()}

@@ -105,7 +105,7 @@ class KeyIndex:
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
 
     @classmethod
-    def build(cls, root: Path, db, config: EngineConfig, exact_max_rows: int | None = None) -> "KeyIndex":
+    def build(cls, root: Path, db, config: EngineConfig, exact_max_rows: int | None = None) -> KeyIndex:
         """The store's index: exact up to `exact_max_rows` (default `EXACT_MAX_ROWS`) rows, else IVF."""
         index = cls.exact(len(config.heads), len(config.key_means[0]),
                           EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows)
@@ -114,12 +114,12 @@ class KeyIndex:
         return index
 
     @classmethod
-    def exact(cls, heads: int, dim: int, exact_max_rows: int = EXACT_MAX_ROWS) -> "KeyIndex":
+    def exact(cls, heads: int, dim: int, exact_max_rows: int = EXACT_MAX_ROWS) -> KeyIndex:
         return cls([faiss.IndexFlatIP(dim) for _ in range(heads)], np.zeros(0, dtype=np.int64),
                    exact_max_rows=exact_max_rows)
 
     @classmethod
-    def trained(cls, sample: np.ndarray, rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> "KeyIndex":
+    def trained(cls, sample: np.ndarray, rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> KeyIndex:
         """An empty approximate index whose lists, `list_count(rows)` per head, are trained on `sample`
         (int8 keys: tokens, heads, dim, drawn evenly from the keys it is to hold)."""
         lists = list_count(rows)

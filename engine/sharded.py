@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,8 +29,15 @@ import torch.distributed as dist
 from engine.config import EngineConfig, config_from_values
 from engine.devices import Placement
 from engine.errors import UsageError
-from engine.memory import (ProcessReport, RankLoad, deal, default_batch_segments, encode_segments, pass_stamp,
-                           planned_segments)
+from engine.memory import (
+    ProcessReport,
+    RankLoad,
+    deal,
+    default_batch_segments,
+    encode_segments,
+    pass_stamp,
+    planned_segments,
+)
 from engine.model_files import ModelError
 from engine.runtime import Runtime
 from engine.states import write_states

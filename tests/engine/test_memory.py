@@ -22,11 +22,11 @@ from engine import index_file, key_index
 from engine.answer import excerpts_for_blocks
 from engine.api import EngineStore, open_store
 from engine.cli import main
-from engine.key_index import KeyIndex
 from engine.errors import UsageError
-from engine.states import read_state
+from engine.key_index import KeyIndex
 from engine.runtime import load_runtime
 from engine.selftest.passkey import FILLER, TASK, PasskeyTrial, engine_answer, run_passkey
+from engine.states import read_state
 from ingest.store import Store
 
 FILLER_TOPICS = ["the history of bridges", "growing tomatoes", "the rules of chess", "caring for houseplants",

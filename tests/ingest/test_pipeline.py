@@ -51,7 +51,7 @@ def test_each_document_is_header_text_separator_and_spans_tile_its_body(run, cor
                                      "WHERE content_id = ? ORDER BY ordinal", content_id)
         assert spans[0][0] == body and spans[-1][1] == end - 1
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-        for token_start, token_end, text, char_start, char_end in spans:
+        for token_start, token_end, text, _char_start, _char_end in spans:
             assert backend.decode(ids[token_start:token_end].tolist()) == text
         if kind != "pdf":
             source = (corpus.parent / name).read_text(encoding="utf-8")
