@@ -185,8 +185,7 @@ def test_an_unchanged_corpus_does_not_load_the_tokenizer_for_a_known_model(tmp_p
 
 
 def test_a_store_refuses_another_tokenizer(tmp_path, corpus, sequence):
-    other = SequenceTokenizer(sequence.encode_many, "0123456789abcdef", sequence.filename_id, sequence.file_sep_id,
-                              sequence.engine)
+    other = SequenceTokenizer(sequence.encode_many, "0123456789abcdef", sequence.filename_id, sequence.file_sep_id)
     with Store.open(tmp_path / "store", write=True) as store:
         ingest(store, [corpus / "todo.txt"], lambda: sequence)
         with pytest.raises(StoreError, match="another tokenizer"):
