@@ -14,9 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
 from engine import Answer, Citation, EngineStore, Runtime, StoreFigures, Token, UsageError, open_store, store_exists

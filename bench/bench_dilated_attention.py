@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -124,7 +124,7 @@ def write_results(path: Path, records: list[dict], args: argparse.Namespace, dev
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         # Other work on the machine skews CPU timings; the load average says how much there was.
         "load_average_1min_before_after": [load_before, os.getloadavg()[0]],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": vars(args),
         "configs": {name: {"segment_lengths": w, "dilation_rates": r} for name, (w, r) in CONFIGS.items()},
         "shapes": {name: dict(zip(("heads", "kv_heads", "head_dim"), s)) for name, s in SHAPES.items()},

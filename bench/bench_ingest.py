@@ -4,8 +4,7 @@
 
 What it measures, each in a fresh process (so peak memory is that run's own):
 - a fresh ingest of the stdlib (this interpreter's `sysconfig` stdlib path, leaving out site-packages/
-  and __pycache__/) into a new store: files/s, tokens/s, peak RSS. Once with the encoder ingest picks
-  (tiktoken when it is installed) and once with the model's own `tokenizers` encoder only;
+  and __pycache__/) into a new store: files/s, tokens/s, peak RSS;
 - a no-change re-run through the API, and through the `engine ingest --no-process` command
   (interpreter start included; the model's pass is the engine's bench);
 - the same fresh ingest over the stdlib without test/ (about half the tokens): peak RSS must not grow
@@ -36,7 +35,7 @@ RESULTS = REPO / "bench" / "results"
 EXCLUDES = ("site-packages/", "__pycache__/")
 
 
-def child(kind: str, store: str, corpus: str, tokenizer_json: str, encoder: str, excludes: list[str]) -> dict:
+def child(kind: str, store: str, corpus: str, tokenizer_json: str, excludes: list[str]) -> dict:
     """One measurement, run in its own process; returns figures and this process's peak RSS."""
     from tokenizers import Tokenizer
 
@@ -51,15 +50,14 @@ def child(kind: str, store: str, corpus: str, tokenizer_json: str, encoder: str,
     if kind == "ingest":
         started = time.perf_counter()
         with Store.open(Path(store), write=True) as opened:
-            summary = ingest(opened, [Path(corpus)], lambda: sequence_tokenizer(backend, fingerprint,
-                                                                                 fast=encoder == "auto"),
+            summary = ingest(opened, [Path(corpus)], lambda: sequence_tokenizer(backend, fingerprint),
                              IngestOptions(walk=WalkOptions(excludes=tuple(excludes))), model_key="bench")
         seconds = time.perf_counter() - started
         result = {"seconds": round(seconds, 3), "read_seconds": summary.read_seconds, "files_listed":
                   summary.added + summary.updated + summary.unchanged + sum(summary.skipped.values()),
                   "files_read": summary.files_read, "files_stored": summary.added + summary.updated,
                   "skipped": summary.skipped, "tokens": summary.tokens_added, "unchanged": summary.unchanged,
-                  "bytes_read": summary.bytes_read, "encoder": summary.tokenizer}
+                  "bytes_read": summary.bytes_read}
     elif kind == "tokenizer-alone":
         from ingest.sources import list_sources, normalize_roots
 
@@ -88,10 +86,9 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def measure(kind: str, store: Path, corpus: Path, tokenizer_json: Path, encoder: str = "auto",
+def measure(kind: str, store: Path, corpus: Path, tokenizer_json: Path,
             excludes: tuple[str, ...] = EXCLUDES) -> dict:
-    command = [sys.executable, __file__, "--child", kind, str(store), str(corpus), str(tokenizer_json), encoder,
-               *excludes]
+    command = [sys.executable, __file__, "--child", kind, str(store), str(corpus), str(tokenizer_json), *excludes]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -115,8 +112,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
     args = parser.parse_args()
     if args.child:
-        kind, store, corpus, tokenizer_json, encoder, *excludes = args.child
-        print(json.dumps(child(kind, store, corpus, tokenizer_json, encoder, excludes)))
+        kind, store, corpus, tokenizer_json, *excludes = args.child
+        print(json.dumps(child(kind, store, corpus, tokenizer_json, excludes)))
         return
 
     from engine.model.files import resolve_model_path
@@ -125,30 +122,22 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     model_path = resolve_model_path(None)
     chat = load_model_tokenizer(model_path)
-    try:
-        import tiktoken  # noqa: F401
-        encoders = ["auto", "tokenizers"]
-    except ImportError:
-        encoders = ["tokenizers"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tokenizer_json = tmp / "tokenizer.json"
         tokenizer_json.write_text(chat.backend.to_str())
         tokenizer_json.with_suffix(".fingerprint").write_text(chat.fingerprint)
-        fresh, reruns = {}, {}
-        for encoder in encoders:
-            store = tmp / f"store-{encoder}"
-            fresh[encoder] = run = measure("ingest", store, args.corpus, tokenizer_json, encoder)
-            run["files_per_s"] = round(run["files_listed"] / run["seconds"], 1)
-            run["tokens_per_s"] = round(run["tokens"] / run["seconds"])
-            run["tokens_per_s_reading"] = round(run["tokens"] / run["read_seconds"])
-            reruns[encoder] = measure("ingest", store, args.corpus, tokenizer_json, encoder)
-        cli_store = tmp / f"store-{encoders[0]}"
+        cli_store = tmp / "store"
+        fresh = measure("ingest", cli_store, args.corpus, tokenizer_json)
+        fresh["files_per_s"] = round(fresh["files_listed"] / fresh["seconds"], 1)
+        fresh["tokens_per_s"] = round(fresh["tokens"] / fresh["seconds"])
+        fresh["tokens_per_s_reading"] = round(fresh["tokens"] / fresh["read_seconds"])
+        rerun = measure("ingest", cli_store, args.corpus, tokenizer_json)
         subprocess.run([sys.executable, "-m", "engine", "ingest", str(args.corpus), "--store", str(cli_store),
                         *[a for p in EXCLUDES for a in ("--exclude", p)], "--json", "--no-process"], check=True, cwd=REPO,
                        capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # binds the model key
         cli = cli_rerun(cli_store, args.corpus)
-        half = measure("ingest", tmp / "store-half", args.corpus, tokenizer_json, encoders[0], EXCLUDES + ("/test/",))
+        half = measure("ingest", tmp / "store-half", args.corpus, tokenizer_json, EXCLUDES + ("/test/",))
         alone = measure("tokenizer-alone", tmp / "unused", args.corpus, tokenizer_json)
         alone["tokens_per_s"] = round(alone["tokens"] / alone["seconds"])
     result = {
@@ -160,7 +149,7 @@ def main() -> None:
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "command": "python bench/bench_ingest.py",
         "fresh": fresh,
-        "no_change_rerun_api": reruns,
+        "no_change_rerun_api": rerun,
         "no_change_rerun_cli": cli,
         "fresh_without_test_dir": half,
         "tokenizer_alone_one_encode_batch": alone,
@@ -169,12 +158,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'run':44} {'files':>6} {'tokens':>11} {'s':>7} {'cpu s':>7} {'files/s':>8} {'tok/s':>10} {'peak MB':>8}")
-    for encoder, run in fresh.items():
-        print(f"{'fresh ingest, encoder ' + (run['encoder'] or encoder):44} {run['files_listed']:6} {run['tokens']:11,} "
-              f"{run['seconds']:7.2f} {run['cpu_seconds']:7.2f} {run['files_per_s']:8.0f} {run['tokens_per_s']:10,} {run['peak_rss_mb']:8}")
-    for encoder, run in reruns.items():
-        print(f"{'no-change re-run (API), ' + encoder:44} {run['unchanged']:6} {run['tokens']:11,} "
-              f"{run['seconds']:7.2f} {run['cpu_seconds']:7.2f} {'':8} {'':10} {run['peak_rss_mb']:8}")
+    print(f"{'fresh ingest':44} {fresh['files_listed']:6} {fresh['tokens']:11,} {fresh['seconds']:7.2f} "
+          f"{fresh['cpu_seconds']:7.2f} {fresh['files_per_s']:8.0f} {fresh['tokens_per_s']:10,} {fresh['peak_rss_mb']:8}")
+    print(f"{'no-change re-run (API)':44} {rerun['unchanged']:6} {rerun['tokens']:11,} "
+          f"{rerun['seconds']:7.2f} {rerun['cpu_seconds']:7.2f} {'':8} {'':10} {rerun['peak_rss_mb']:8}")
     print(f"{'no-change re-run (engine ingest command)':44} {cli['unchanged']:6} {0:11,} {cli['seconds']:7.2f}")
     print(f"{'fresh ingest without test/':44} {half['files_listed']:6} {half['tokens']:11,} {half['seconds']:7.2f} "
           f"{half['cpu_seconds']:7.2f} {'':8} {'':10} {half['peak_rss_mb']:8}")

@@ -67,8 +67,8 @@ def prefill_rates(ours, theirs, device: torch.device, lengths: list[int], repeat
     for length in lengths:
         tokens = torch.randint(100, 40000, (1, length), device=device, generator=None)
         with torch.inference_mode():
-            mine = timed(lambda: ours.model.hidden_states(tokens), device, repeats)
-            ref = timed(lambda: theirs.model(tokens), device, repeats)
+            mine = timed(lambda tokens=tokens: ours.model.hidden_states(tokens), device, repeats)
+            ref = timed(lambda tokens=tokens: theirs.model(tokens), device, repeats)
         rows.append({"tokens": length, "ours_tok_s": length / mine, "transformers_tok_s": length / ref})
     return rows
 

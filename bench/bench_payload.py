@@ -155,7 +155,7 @@ class PayloadStore:
     payload_encode_s: float = 0.0  # reading them through every layer, keeping K/V
 
     @classmethod
-    def build(cls, runtime: Runtime, memory, directory: Path, modes: list[str]) -> "PayloadStore":
+    def build(cls, runtime: Runtime, memory, directory: Path, modes: list[str]) -> PayloadStore:
         db, config = memory.store.db, memory.config
         segments = [tuple(row) for row in db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start")]
         built = cls(directory, segments)

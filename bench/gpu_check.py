@@ -39,7 +39,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -373,9 +373,8 @@ def key_agreement(context: Context, fp32_runtime) -> dict:
 # 2. kernel speed -----------------------------------------------------------------------------------
 
 def stage_kernel(context: Context, clock: Clock, result: dict) -> None:
-    import torch
-
     import bench_dilated_attention as bda
+    import torch
 
     plan = context.plan
     device = torch.device(plan.device)
@@ -438,7 +437,6 @@ def one_kernel_record(bda, shape, config, method, q, k, v, limits, max_call_s) -
 
 def stage_prefill(context: Context, clock: Clock, result: dict) -> None:
     import torch
-
     from bench_model import timed
 
     plan = context.plan
@@ -467,10 +465,10 @@ def stage_prefill(context: Context, clock: Clock, result: dict) -> None:
             continue
         tokens = torch.randint(100, min(40000, ours.config.vocab_size), (1, length), device=device)
         with torch.inference_mode():
-            row = {"tokens": length, "ours_tok_s": length / timed(lambda: ours.model.hidden_states(tokens), device,
+            row = {"tokens": length, "ours_tok_s": length / timed(lambda tokens=tokens: ours.model.hidden_states(tokens), device,
                                                                    plan.prefill_repeats)}
             if theirs is not None:
-                row["transformers_tok_s"] = length / timed(lambda: theirs.model(tokens), device, plan.prefill_repeats)
+                row["transformers_tok_s"] = length / timed(lambda tokens=tokens: theirs.model(tokens), device, plan.prefill_repeats)
                 row["ours_over_transformers"] = row["ours_tok_s"] / row["transformers_tok_s"]
         rows.append(row)
         context.save()
@@ -528,6 +526,7 @@ def transformers_twin(runtime):
 
 def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
     from bench_ask import QUESTIONS, WARM_UP
+
     from engine.api import open_store
     from engine.memory.segments import default_batch_segments
 
@@ -661,7 +660,7 @@ def stage_passkey(context: Context, clock: Clock, result: dict) -> None:
             continue
         started = [time.perf_counter()]
 
-        def record(trial) -> None:
+        def record(trial, started=started) -> None:
             nonlocal seconds_per_token
             seconds = time.perf_counter() - started[0]
             seconds_per_token = seconds / trial.length
@@ -893,7 +892,7 @@ def machine(torch, plan: Plan) -> dict:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

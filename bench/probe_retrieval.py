@@ -36,7 +36,7 @@ def main() -> None:
         flat = rates[name].flatten()
         best = [(int(i) // heads, int(i) % heads, float(flat[i])) for i in flat.argsort(descending=True)[:8]]
         report["best"][name] = best
-        print(f"{name:8s} best (layer, head) hit@8: " + ", ".join(f"({l},{h}) {r:.0%}" for l, h, r in best))
+        print(f"{name:8s} best (layer, head) hit@8: " + ", ".join(f"({layer},{h}) {r:.0%}" for layer, h, r in best))
     out = Path(__file__).parent / "results" / f"probe_retrieval_{args.tokens // 1024}k.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     if args.save:

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterator
 
 from engine.answer.excerpts import excerpts_for_blocks
 from engine.answer.generation import Answer, Token, answer_stream
@@ -59,12 +59,12 @@ class EngineStore:
         return self.store.root
 
     def add(self, paths: list[Path], progress: Progress | None = None,
-            options: IngestOptions = IngestOptions()) -> RunSummary:
+            options: IngestOptions | None = None) -> RunSummary:
         """Ingests `paths` with this model's tokenizer (the store must be open for writing); `process()` reads them."""
         tokenizer = self.runtime.tokenizer
         try:
             return ingest(self.store, paths, lambda: sequence_tokenizer(tokenizer.backend, tokenizer.fingerprint),
-                          options, progress=progress)
+                          options or IngestOptions(), progress=progress)
         except StoreError as error:
             raise UsageError(str(error)) from error
 
@@ -158,7 +158,7 @@ class EngineStore:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "EngineStore":
+    def __enter__(self) -> EngineStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,7 @@ Modules, one job each:
 - `sources`: walk the roots (stable order, .gitignore/.ignore at every level, safe symbolic links, size cap).
 - `extract`: bytes -> text (plain, Markdown, reStructuredText, code, PDF pages), with a status and reason.
 - `spans`: text -> citable spans at natural boundaries (langchain-text-splitters), with lines, page, heading.
-- `tokens`: the model's tokenizer in document mode, with an exact fast path (tiktoken) when installed.
+- `tokens`: the model's tokenizer in document mode.
 - `sequence`: tokens.u32, the append-only sequence, and `read_tokens` for readers.
 - `catalog`: the schema and every SQL statement, including the hand-off to the engine
   (`unprocessed_ranges`, `record_segments`, `segment_ranges`, `citations`, `search_spans`, `sequence_length`,

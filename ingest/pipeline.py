@@ -31,10 +31,11 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ingest import catalog
 from ingest.catalog import LIVE_STATUSES, StoreError
@@ -82,7 +83,6 @@ class RunSummary:
     sequence_tokens: int = 0
     seconds: float = 0.0  # the whole run
     read_seconds: float = 0.0  # from the first file handed to the readers to the last batch recorded
-    tokenizer: str | None = None  # which encoder ran ("tiktoken" / "tokenizers"), None if none was needed
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -193,7 +193,6 @@ def _read_and_write(store: Store, roots: list[str], listing, rows: dict[str, _Ro
         progress.start(len(work), sum(source.size for source, _ in work))
     if work or model_key is None or catalog.get_meta(store.db, "model_key") != model_key:
         sequence = _bind_tokenizer(store, load_tokenizer, model_key)
-        summary.tokenizer = sequence.engine if work else None
         reading = time.perf_counter()
         known = writer.known_contents
         with ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:

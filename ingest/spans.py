@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from ingest.extract import Extracted
 
@@ -88,7 +88,7 @@ def _cuts(region: str, chunks: list[str]) -> list[int]:
     return cuts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _splitter(kind: str, language: str | None, span_chars: int):
     from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 

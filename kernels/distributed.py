@@ -99,7 +99,7 @@ def distributed_dilated_attention(
     n = q.shape[1]
     local = [(w, r) for w, r in checked.patterns if w <= n]
     spanning = [(w, r) for w, r in checked.patterns if w > n]
-    for w, r in local:
+    for w, _r in local:
         if n % w:
             raise ValueError(f"segment length {w} must divide the {n} rows each rank holds (or be a multiple of them)")
     for w, r in spanning:

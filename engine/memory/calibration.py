@@ -3,7 +3,7 @@
 Calibration reads natural prose (Python's language reference, `pydoc_data.topics`, which ships with
 every CPython) in segments with the model, plants facts written here at random places, asks about
 them, and counts for each (layer, query head) how often the fact's block is among the head's best
-blocks. DESIGN.md's probes showed that naive q·k scoring is dominated by outlier keys on diverse text;
+blocks. Naive q·k scoring is dominated by outlier keys on diverse text (docs/design.md);
 the scoring that works is MaxSim over mean-centred unit keys, so the calibration also records each
 KV head's mean key, which the store needs to centre its keys.
 
@@ -61,7 +61,7 @@ class Calibration:
             partial.write_text(json.dumps(asdict(self)) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "Calibration":
+    def load(cls, path: Path) -> Calibration:
         raw = json.loads(path.read_text())
         raw["heads"] = [tuple(head) for head in raw["heads"]]
         raw["key_means"] = {int(layer): value for layer, value in raw["key_means"].items()}

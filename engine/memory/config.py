@@ -39,7 +39,7 @@ class EngineConfig:
     format: int = ENGINE_FORMAT
 
     @classmethod
-    def from_calibration(cls, runtime: Runtime, calibration: Calibration, heads: int = RETRIEVAL_HEADS) -> "EngineConfig":
+    def from_calibration(cls, runtime: Runtime, calibration: Calibration, heads: int = RETRIEVAL_HEADS) -> EngineConfig:
         group = runtime.config.num_heads // runtime.config.num_kv_heads
         chosen = list(calibration.heads[:heads])
         kv_heads = [head // group for _, head in chosen]

@@ -5,13 +5,13 @@ in `bench/bench_key_search.py`). Above `EXACT_MAX_ROWS` rows the keys go into an
 k-means lists over the keys, and each query reads only the `probe_count` lists whose centroids match
 it best. Question queries are far from the keys they match (their best match has cosine ≈ 0.5, while a
 key's nearest key has ≈ 0.9), so a query's neighbours spread over many lists and the probes must cover
-a larger share of the lists than usual for IVF; the figures are in the README.
+a larger share of the lists than usual for IVF (figures in docs/benchmarks.md).
 
 The lists hold 8-bit codes with a fixed range that reproduces the stored int8 keys exactly, so a key the
 approximate index finds gets the same score as in the exact index, at 72 bytes a key (code and id)
-against float32's 256: only which keys are seen can differ. HNSW was measured too and not taken: on this
-CPU it built 18–25 times slower than the IVF lists fill, and its float vectors and links (about 512
-bytes a key) would take seven times their memory.
+against float32's 256: only which keys are seen can differ. HNSW was measured too and not taken: it
+builds many times slower than the IVF lists fill and its float vectors and links take several times
+their memory (docs/benchmarks.md).
 
 Lists are trained on the keys present when a store crosses the threshold, and trained again whenever it
 has grown `RETRAIN_GROWTH` times since, so segments added later (`refresh`) go into lists that still fit
@@ -110,7 +110,7 @@ class KeyIndex:
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
 
     @classmethod
-    def build(cls, store: Store, config: EngineConfig, exact_max_rows: int | None = None) -> "KeyIndex":
+    def build(cls, store: Store, config: EngineConfig, exact_max_rows: int | None = None) -> KeyIndex:
         """The store's index: exact up to `exact_max_rows` (default `EXACT_MAX_ROWS`) rows, else IVF."""
         index = cls.exact(len(config.heads), len(config.key_means[0]),
                           EXACT_MAX_ROWS if exact_max_rows is None else exact_max_rows)
@@ -119,12 +119,12 @@ class KeyIndex:
         return index
 
     @classmethod
-    def exact(cls, heads: int, dim: int, exact_max_rows: int = EXACT_MAX_ROWS) -> "KeyIndex":
+    def exact(cls, heads: int, dim: int, exact_max_rows: int = EXACT_MAX_ROWS) -> KeyIndex:
         return cls([faiss.IndexFlatIP(dim) for _ in range(heads)], np.zeros(0, dtype=np.int64),
                    exact_max_rows=exact_max_rows)
 
     @classmethod
-    def trained(cls, sample: np.ndarray, rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> "KeyIndex":
+    def trained(cls, sample: np.ndarray, rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> KeyIndex:
         """An empty approximate index whose lists, `list_count(rows)` per head, are trained on `sample`
         (int8 keys: tokens, heads, dim, drawn evenly from the keys it is to hold)."""
         lists = list_count(rows)

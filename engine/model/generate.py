@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
+from tokenizers.decoders import DecodeStream
 
 from engine.model.llama import Llama
 from engine.model.tokenizer import ChatTokenizer
@@ -60,16 +61,11 @@ def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, st
 
 
 def stream_text(tokenizer: ChatTokenizer, ids: Iterator[int]) -> Iterator[str]:
-    """Text pieces as tokens arrive; a piece that ends inside a multi-byte character waits for the rest."""
-    produced: list[int] = []
-    shown = ""
+    """Text pieces as tokens arrive. tokenizers' DecodeStream decodes each token against a short window of the
+    ones before it, so a step costs the same however long the answer grows; a token that ends inside a
+    multi-byte character yields nothing until the character is whole."""
+    stream = DecodeStream(skip_special_tokens=True)
     for token in ids:
-        produced.append(token)
-        text = tokenizer.decode(produced, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            continue
-        yield text[len(shown):]
-        shown = text
-    text = tokenizer.decode(produced, skip_special_tokens=True)
-    if len(text) > len(shown):
-        yield text[len(shown):]
+        piece = stream.step(tokenizer.backend, token)
+        if piece:
+            yield piece

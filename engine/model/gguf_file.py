@@ -6,8 +6,8 @@ Every failure becomes a `ModelError` naming the file and the reason, so the CLI 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader

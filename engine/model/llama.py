@@ -98,7 +98,7 @@ class KVCache:
     v: list[torch.Tensor]
 
     @classmethod
-    def empty(cls, config: ModelConfig, batch: int, capacity: int, device, dtype) -> "KVCache":
+    def empty(cls, config: ModelConfig, batch: int, capacity: int, device, dtype) -> KVCache:
         shape = (batch, capacity, config.num_kv_heads, config.head_dim)
         return cls([torch.empty(shape, device=device, dtype=dtype) for _ in range(config.num_layers)],
                    [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.num_layers)])

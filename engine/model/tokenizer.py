@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from gguf import Keys, TokenType
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -29,7 +30,8 @@ _QWEN2_SPLIT = (
 )
 _SPLIT_REGEX = {"llama-bpe": _LLAMA3_SPLIT, "llama3": _LLAMA3_SPLIT, "smaug-bpe": _LLAMA3_SPLIT,
                 "qwen2": _QWEN2_SPLIT, "deepseek-r1-qwen": _QWEN2_SPLIT}
-_CONTROL, _USER_DEFINED = 3, 4
+# GPT-2's own split; llama.cpp uses it for "default" and "gpt2", and for files that name no pre-tokenizer.
+_GPT2_STYLE = {None, "default", "gpt2", "gpt-2"}
 
 
 @dataclass
@@ -79,28 +81,33 @@ def load_tokenizer(model_path: Path) -> ChatTokenizer:
 
 
 def tokenizer_from_gguf_metadata(meta: dict, source: Path) -> ChatTokenizer:
-    kind = meta.get("tokenizer.ggml.model")
+    kind = meta.get(Keys.Tokenizer.MODEL)
     if kind != "gpt2":
         raise ModelError(f"{source}: tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2' is); "
                          "pass a Hugging Face folder with tokenizer.json instead")
-    tokens: list[str] = meta["tokenizer.ggml.tokens"]
-    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
-    types: list[int] = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+    pre = meta.get(Keys.Tokenizer.PRE)
+    known = (_GPT2_STYLE | {"smollm"} | _SPLIT_REGEX.keys()) - {None}
+    if pre is not None and pre not in known:
+        raise ModelError(f"{source}: pre-tokenizer {pre!r} ({Keys.Tokenizer.PRE}) is not supported "
+                         f"(known: {', '.join(sorted(known))}); pass a Hugging Face folder with tokenizer.json instead")
+    tokens: list[str] = meta[Keys.Tokenizer.LIST]
+    merges = [tuple(m.split(" ", 1)) for m in meta.get(Keys.Tokenizer.MERGES, [])]
+    types: list[int] = meta.get(Keys.Tokenizer.TOKEN_TYPE) or [TokenType.NORMAL] * len(tokens)
     backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
-    backend.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
+    backend.pre_tokenizer = _pre_tokenizer(pre)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                                for t, kind_ in zip(tokens, types) if kind_ == _CONTROL])
+                                for t, kind_ in zip(tokens, types) if kind_ == TokenType.CONTROL])
     backend.add_tokens([AddedToken(t, special=False, normalized=False)
-                        for t, kind_ in zip(tokens, types) if kind_ == _USER_DEFINED])
+                        for t, kind_ in zip(tokens, types) if kind_ == TokenType.USER_DEFINED])
 
     def named(key: str) -> str | None:
         index = meta.get(key)
         return tokens[index] if index is not None and 0 <= index < len(tokens) else None
 
-    eos = named("tokenizer.ggml.eos_token_id")
-    return ChatTokenizer(backend=backend, chat_template=meta.get("tokenizer.chat_template"),
-                         bos_token=named("tokenizer.ggml.bos_token_id"), eos_token=eos,
+    eos = named(Keys.Tokenizer.EOS_ID)
+    return ChatTokenizer(backend=backend, chat_template=meta.get(Keys.Tokenizer.CHAT_TEMPLATE),
+                         bos_token=named(Keys.Tokenizer.BOS_ID), eos_token=eos,
                          stop_ids=_stop_ids(backend, eos))
 
 
@@ -111,7 +118,7 @@ def _pre_tokenizer(pre: str | None) -> pre_tokenizers.PreTokenizer:
     if pre in _SPLIT_REGEX:
         return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_SPLIT_REGEX[pre]), behavior="isolated"),
                                         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)  # GPT-2's split
 
 
 def _tokenizer_from_folder(folder: Path) -> ChatTokenizer:

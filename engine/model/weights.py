@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from gguf import MODEL_ARCH, MODEL_TENSOR, TENSOR_NAMES, Keys, TensorNameMap
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
@@ -82,72 +83,82 @@ def _load_gguf(path: Path, digest: str) -> ModelFiles:
 
     reader = open_gguf(path)
     meta = read_gguf_metadata(path, reader)
-    arch = meta.get("general.architecture")
+    arch = meta.get(Keys.General.ARCHITECTURE)
     if arch not in GGUF_ARCHITECTURES:
         raise ModelError(f"{path}: architecture {arch!r} is not a Llama-family model "
                          f"(supported: {', '.join(sorted(GGUF_ARCHITECTURES))})")
     raw = {name: torch.from_numpy(values) for name, values in iter_gguf_tensors(path, reader)}
     config = _config_from_gguf(meta, arch, raw, path)
-    weights = _rename_gguf(raw, config, permuted_qk=arch in {"llama", "mistral", "smollm"})
+    weights = _rename(raw, config, permuted_qk=arch in {"llama", "mistral", "smollm"})
     _check_shapes(weights, config, path)
     return ModelFiles(config, weights, tokenizer_from_gguf_metadata(meta, path), path, digest)
 
 
 def _config_from_gguf(meta: dict, arch: str, raw: dict[str, torch.Tensor], path: Path) -> ModelConfig:
-    def key(name: str, default=None):
-        value = meta.get(f"{arch}.{name}", default)
+    def key(template: str, default=None):
+        name = template.format(arch=arch)
+        value = meta.get(name, default)
         if value is None:
-            raise ModelError(f"{path}: metadata {arch}.{name} is missing")
+            raise ModelError(f"{path}: metadata {name} is missing")
         return value
 
-    hidden, heads = int(key("embedding_length")), int(key("attention.head_count"))
-    if "token_embd.weight" not in raw:
-        raise ModelError(f"{path}: no token_embd.weight tensor")
+    hidden, heads = int(key(Keys.LLM.EMBEDDING_LENGTH)), int(key(Keys.Attention.HEAD_COUNT))
+    embedding = _gguf_name(MODEL_TENSOR.TOKEN_EMBD)
+    if embedding not in raw:
+        raise ModelError(f"{path}: no {embedding} tensor")
     return ModelConfig(
         architecture=arch,
-        vocab_size=int(raw["token_embd.weight"].shape[0]),
+        vocab_size=int(raw[embedding].shape[0]),
         hidden_size=hidden,
-        intermediate_size=int(key("feed_forward_length")),
-        num_layers=int(key("block_count")),
+        intermediate_size=int(key(Keys.LLM.FEED_FORWARD_LENGTH)),
+        num_layers=int(key(Keys.LLM.BLOCK_COUNT)),
         num_heads=heads,
-        num_kv_heads=int(key("attention.head_count_kv", heads)),
-        head_dim=int(meta.get(f"{arch}.attention.key_length", hidden // heads)),
-        rope_theta=float(key("rope.freq_base", 10000.0)),
-        rms_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
-        trained_context=int(key("context_length", 2048)),
-        tie_embeddings="output.weight" not in raw,
-        attention_bias="blk.0.attn_q.bias" in raw,
+        num_kv_heads=int(key(Keys.Attention.HEAD_COUNT_KV, heads)),
+        head_dim=int(key(Keys.Attention.KEY_LENGTH, hidden // heads)),
+        rope_theta=float(key(Keys.Rope.FREQ_BASE, 10000.0)),
+        rms_eps=float(key(Keys.Attention.LAYERNORM_RMS_EPS, 1e-5)),
+        trained_context=int(key(Keys.LLM.CONTEXT_LENGTH, 2048)),
+        tie_embeddings=_gguf_name(MODEL_TENSOR.OUTPUT) not in raw,
+        attention_bias=_gguf_name(MODEL_TENSOR.ATTN_Q, 0, "bias") in raw,
     )
 
 
-_GGUF_LAYER_NAMES = {"attn_norm": "attn_norm", "attn_q": "q", "attn_k": "k", "attn_v": "v", "attn_output": "o",
-                     "ffn_norm": "mlp_norm", "ffn_gate": "gate", "ffn_up": "up", "ffn_down": "down"}
+# Our names for the tensors `gguf` knows by type; its TensorNameMap recognises both the GGUF names and the
+# Hugging Face ones, so one table serves both sources.
+_GLOBAL_NAMES = {MODEL_TENSOR.TOKEN_EMBD: "embed", MODEL_TENSOR.OUTPUT_NORM: "norm", MODEL_TENSOR.OUTPUT: "lm_head"}
+_LAYER_NAMES = {MODEL_TENSOR.ATTN_NORM: "attn_norm", MODEL_TENSOR.ATTN_Q: "q", MODEL_TENSOR.ATTN_K: "k",
+                MODEL_TENSOR.ATTN_V: "v", MODEL_TENSOR.ATTN_OUT: "o", MODEL_TENSOR.FFN_NORM: "mlp_norm",
+                MODEL_TENSOR.FFN_GATE: "gate", MODEL_TENSOR.FFN_UP: "up", MODEL_TENSOR.FFN_DOWN: "down"}
 
 
-def _rename_gguf(raw: dict[str, torch.Tensor], config: ModelConfig, permuted_qk: bool) -> dict[str, torch.Tensor]:
-    """GGUF names to ours; undo llama.cpp's q/k row permutation so RoPE uses the rotate-half convention."""
-    weights = {"embed.weight": raw.pop("token_embd.weight"), "norm.weight": raw.pop("output_norm.weight")}
-    if "output.weight" in raw:
-        weights["lm_head.weight"] = raw.pop("output.weight")
+def _gguf_name(kind: MODEL_TENSOR, layer: int | None = None, suffix: str = "weight") -> str:
+    return f"{TENSOR_NAMES[kind].format(bid=layer)}.{suffix}"
+
+
+def _rename(raw: dict[str, torch.Tensor], config: ModelConfig, permuted_qk: bool) -> dict[str, torch.Tensor]:
+    """GGUF or Hugging Face names to ours; undo llama.cpp's q/k row permutation (`permuted_qk`) so RoPE uses
+    the rotate-half convention. Tensors the model does not use (rotary tables, ...) are left out."""
+    names = TensorNameMap(MODEL_ARCH.LLAMA, config.num_layers)
+    weights = {}
     for name, tensor in raw.items():
-        parts = name.split(".")
-        if parts[0] != "blk" or parts[2] not in _GGUF_LAYER_NAMES:
+        found = names.get_type_and_name(name, try_suffixes=(".weight", ".bias"))
+        if found is None:
             continue
-        ours = _GGUF_LAYER_NAMES[parts[2]]
-        if permuted_qk and ours in {"q", "k"}:
-            tensor = _unpermute_rows(tensor, config.num_heads if ours == "q" else config.num_kv_heads)
-        weights[f"layers.{parts[1]}.{ours}.{parts[3]}"] = tensor
+        kind, gguf_name = found
+        parts = gguf_name.split(".")
+        if kind in _GLOBAL_NAMES:
+            weights[f"{_GLOBAL_NAMES[kind]}.{parts[-1]}"] = tensor
+        elif kind in _LAYER_NAMES and parts[0] == "blk":
+            ours = _LAYER_NAMES[kind]
+            if permuted_qk and ours in {"q", "k"}:
+                tensor = _unpermute_rows(tensor, config.num_heads if ours == "q" else config.num_kv_heads)
+            weights[f"layers.{parts[1]}.{ours}.{parts[-1]}"] = tensor
     return weights
 
 
 def _unpermute_rows(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     half = tensor.shape[0] // heads // 2
     return tensor.reshape(heads, half, 2, *tensor.shape[1:]).transpose(1, 2).reshape(tensor.shape).contiguous()
-
-
-_HF_LAYER_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "q", "self_attn.k_proj": "k",
-                   "self_attn.v_proj": "v", "self_attn.o_proj": "o", "post_attention_layernorm": "mlp_norm",
-                   "mlp.gate_proj": "gate", "mlp.up_proj": "up", "mlp.down_proj": "down"}
 
 
 def _load_hf_folder(folder: Path) -> ModelFiles:
@@ -171,17 +182,8 @@ def _load_hf_folder(folder: Path) -> ModelFiles:
         tie_embeddings="lm_head.weight" not in raw or hf.get("tie_word_embeddings", False),
         attention_bias="model.layers.0.self_attn.q_proj.bias" in raw,
     )
-    weights = {"embed.weight": raw["model.embed_tokens.weight"], "norm.weight": raw["model.norm.weight"]}
-    if not config.tie_embeddings:
-        weights["lm_head.weight"] = raw["lm_head.weight"]
-    for name, tensor in raw.items():
-        if not name.startswith("model.layers."):
-            continue
-        index, rest = name[len("model.layers."):].split(".", 1)
-        module, kind = rest.rsplit(".", 1)
-        if module in _HF_LAYER_NAMES:
-            weights[f"layers.{index}.{_HF_LAYER_NAMES[module]}.{kind}"] = tensor.float()
-    weights = {name: tensor.float() for name, tensor in weights.items()}
+    weights = {name: tensor.float() for name, tensor in _rename(raw, config, permuted_qk=False).items()
+               if not (config.tie_embeddings and name == "lm_head.weight")}
     _check_shapes(weights, config, folder)
     return ModelFiles(config, weights, load_tokenizer(folder), folder, digest=_folder_digest(shards))
 

@@ -97,7 +97,7 @@ class Cluster:
     workers: list[multiprocessing.Process] = field(default_factory=list)
 
     @classmethod
-    def spawn(cls, devices: list[str], model: str | None) -> "Cluster":
+    def spawn(cls, devices: list[str], model: str | None) -> Cluster:
         """Starts one process per device after the first (this process, rank 0) and joins them."""
         backend, init_method = backend_for(devices), f"tcp://127.0.0.1:{_free_port()}"
         context = multiprocessing.get_context("spawn")
@@ -149,7 +149,7 @@ class Cluster:
             raise failure[0]
 
     @classmethod
-    def torchrun(cls, placement: Placement) -> "Cluster":
+    def torchrun(cls, placement: Placement) -> Cluster:
         join(placement)
         return cls(placement, [placement.device] * placement.world_size)
 
@@ -172,7 +172,7 @@ class Cluster:
             worker.join()
         leave()
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -192,7 +192,7 @@ def run_worker(placement: Placement, model: str | None) -> None:
         serve(placement, lambda: load_runtime(model, placement.device))
     except Exception as error:
         print(f"engine rank {placement.rank} ({placement.device}): {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from error
     leave()
 
 

@@ -62,6 +62,8 @@ def bad_models(tmp_path: Path, tiny: Path) -> dict[str, tuple[Path, str]]:
     not_gguf.write_text("just some text, not a model at all\n" * 3)
     bert = tmp_path / "bert.gguf"
     write_tiny_gguf(tiny_reference_model(), bert, architecture="bert")
+    unknown_pre = tmp_path / "pre.gguf"
+    write_tiny_gguf(tiny_reference_model(), unknown_pre, pre_tokenizer="made-up-bpe")
     return {
         "missing": (tmp_path / "absent.gguf", "model not found"),
         "truncated": (truncated, "truncated or damaged"),
@@ -69,10 +71,12 @@ def bad_models(tmp_path: Path, tiny: Path) -> dict[str, tuple[Path, str]]:
         "not llama": (bert, "not a Llama-family model"),
         "unknown quantisation": (_with_tensor_type(tiny, tmp_path / "q99.gguf", "blk.0.attn_q.weight", 99),
                                  "unknown quantisation type 99"),
+        "unknown pre-tokenizer": (unknown_pre, "pre-tokenizer 'made-up-bpe'"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "not a gguf", "not llama", "unknown quantisation"])
+@pytest.mark.parametrize("case", ["missing", "truncated", "not a gguf", "not llama", "unknown quantisation",
+                                  "unknown pre-tokenizer"])
 def test_bad_model_file_gives_one_line_and_exit_2(tmp_path, tiny_gguf, case):
     path, expected = bad_models(tmp_path, tiny_gguf)[case]
     result = run_engine("generate", "hello", "--model", str(path), env_cache=tmp_path / "cache")

@@ -4,8 +4,6 @@ retraining, and starts from its saved lists only when they match the catalog and
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -95,7 +95,7 @@ def keys_by_hand(root: Path, runtime) -> dict[tuple[int, int], np.ndarray]:
         ids = torch.as_tensor(read_tokens(root / "tokens.u32", start, end).astype(np.int64))[None]
         projected = {}
         hooks = [model.layers[layer].k.register_forward_hook(
-            lambda _module, _inputs, output, layer=layer: projected.__setitem__(layer, output[0]))
+            lambda _module, _inputs, output, layer=layer, keep=projected: keep.__setitem__(layer, output[0]))
             for layer, _ in config.heads]
         try:
             with torch.inference_mode():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.model.generate import stream_text
 from engine.model.weights import load_model_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -59,3 +60,11 @@ def test_chat_template_matches_transformers(ours, theirs, messages):
 
 def test_stop_ids_include_end_of_turn(ours):
     assert ours.token_id("<|im_end|>") in ours.stop_ids
+
+
+@pytest.mark.parametrize("text", STRINGS[:6])
+def test_streamed_pieces_are_whole_characters_that_join_to_the_text(ours, text):
+    """Streaming one token at a time never shows half a character (🚀 and 日本語 span several byte tokens)."""
+    pieces = list(stream_text(ours, iter(ours.encode(text))))
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in piece for piece in pieces)

@@ -52,8 +52,10 @@ _NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn
           "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
 
 
-def write_tiny_gguf(model, path: Path, qtype: str = "F32", architecture: str = "llama") -> dict[str, np.ndarray]:
-    """Writes `model` as GGUF with matrices in `qtype`; returns the HF-named weights as the file holds them."""
+def write_tiny_gguf(model, path: Path, qtype: str = "F32", architecture: str = "llama",
+                    pre_tokenizer: str | None = None) -> dict[str, np.ndarray]:
+    """Writes `model` as GGUF with matrices in `qtype`; returns the HF-named weights as the file holds them.
+    `pre_tokenizer` is written as tokenizer.ggml.pre when given (llama.cpp's converter always writes one)."""
     kind = gguf.GGMLQuantizationType[qtype]
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_block_count(LAYERS)
@@ -65,6 +67,8 @@ def write_tiny_gguf(model, path: Path, qtype: str = "F32", architecture: str = "
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_tokenizer_model("gpt2")
+    if pre_tokenizer is not None:
+        writer.add_tokenizer_pre(pre_tokenizer)
     writer.add_token_list(byte_alphabet() + SPECIAL)
     writer.add_token_types([1] * 256 + [3] * len(SPECIAL))
     writer.add_token_merges([])

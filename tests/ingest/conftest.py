@@ -37,12 +37,6 @@ def sequence(model_tokenizer) -> SequenceTokenizer:
     return sequence_tokenizer(*model_tokenizer)
 
 
-@pytest.fixture(scope="session")
-def reference(model_tokenizer) -> SequenceTokenizer:
-    """The same tokenizer without the fast path: what every fast result must equal."""
-    return sequence_tokenizer(*model_tokenizer, fast=False)
-
-
 @pytest.fixture
 def run(tmp_path, sequence):
     """run(*paths, **walk_options) -> RunSummary, ingesting into tmp_path/store (one store per test)."""

@@ -13,7 +13,7 @@ from tests.ingest.pdfs import encrypt_pdf, make_pdf
 
 
 def test_utf8_text_is_read_as_is():
-    result = extract("notes/plain.txt", "naïve café\nsecond line\n".encode("utf-8"))
+    result = extract("notes/plain.txt", "naïve café\nsecond line\n".encode())
     assert (result.status, result.reason, result.text) == ("ok", None, "naïve café\nsecond line\n")
 
 

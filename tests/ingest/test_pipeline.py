@@ -51,7 +51,7 @@ def test_each_document_is_header_text_separator_and_spans_tile_its_body(run, cor
                                      "WHERE content_id = ? ORDER BY ordinal", content_id)
         assert spans[0][0] == body and spans[-1][1] == end - 1
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-        for token_start, token_end, text, char_start, char_end in spans:
+        for token_start, token_end, text, _char_start, _char_end in spans:
             assert backend.decode(ids[token_start:token_end].tolist()) == text
         if kind != "pdf":
             source = (corpus.parent / name).read_text(encoding="utf-8")
@@ -185,8 +185,7 @@ def test_an_unchanged_corpus_does_not_load_the_tokenizer_for_a_known_model(tmp_p
 
 
 def test_a_store_refuses_another_tokenizer(tmp_path, corpus, sequence):
-    other = SequenceTokenizer(sequence.encode_many, "0123456789abcdef", sequence.filename_id, sequence.file_sep_id,
-                              sequence.engine)
+    other = SequenceTokenizer(sequence.encode_many, "0123456789abcdef", sequence.filename_id, sequence.file_sep_id)
     with Store.open(tmp_path / "store", write=True) as store:
         ingest(store, [corpus / "todo.txt"], lambda: sequence)
         with pytest.raises(StoreError, match="another tokenizer"):

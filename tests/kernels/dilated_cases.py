@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from dilated_oracle import llama_tables
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from dilated_oracle import llama_tables
 from kernels.rope import RoPE
 
 

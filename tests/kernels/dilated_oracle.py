@@ -73,9 +73,9 @@ def dilated(q, k, v, segment_lengths, dilation_rates, causal=True, scale=None, r
                         k_rows = [rotate(x, cos, sin, pos) for x, pos in zip(k_rows, positions)]
                     visible = (lambda i, j: j <= i) if causal else (lambda i, j: True)
                     outs, lses = softmax_rows(q_rows, k_rows, v_rows, scale, visible)
-                    for p, o, l in zip(rows, outs, lses):
+                    for p, o, row_lse in zip(rows, outs, lses):
                         out[b, p, h] = o
-                        lse[b, h, p] = l
+                        lse[b, h, p] = row_lse
         per_pattern.append((out, lse))
     return merge_by_hand(per_pattern)
 

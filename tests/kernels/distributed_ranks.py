@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
 from dilated_oracle import llama_tables
+
 from kernels.rope import RoPE
 
 ROWS_PER_RANK = 16

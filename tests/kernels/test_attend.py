@@ -2,15 +2,15 @@
 
 import pytest
 import torch
+from dilated_oracle import dense, llama_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_device import KERNEL_DEVICE
 
 import kernels.reference as reference
-from dilated_oracle import dense, llama_tables
-from kernel_device import KERNEL_DEVICE
+from kernels.decode import attend_triton
 from kernels.merge import merge_attention
 from kernels.rope import RoPE
-from kernels.decode import attend_triton
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16)")
 

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from dilated_cases import Case, cases
+from dilated_oracle import dense, dilated
 from hypothesis import given, settings
 
 import kernels.reference as reference
-from dilated_cases import Case, cases
-from dilated_oracle import dense, dilated
 
 
 def check_against_oracle(case: Case) -> None:

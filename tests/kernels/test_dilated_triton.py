@@ -7,11 +7,11 @@ On a GPU these run the compiled kernel; without one they run under Triton's inte
 
 import pytest
 import torch
+from dilated_cases import Case, cases
 from hypothesis import HealthCheck, given, settings
+from kernel_device import KERNEL_DEVICE
 
 import kernels.reference as reference
-from dilated_cases import Case, cases
-from kernel_device import KERNEL_DEVICE
 from kernels.dilated_attention import dilated_attention_triton
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 and long sequences)")

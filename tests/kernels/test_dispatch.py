@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from dilated_oracle import dilated
+from kernel_device import KERNEL_DEVICE
 
 import kernels
 import kernels.dispatch as dispatch
 import kernels.triton_launch as triton_launch
-from dilated_oracle import dilated
-from kernel_device import KERNEL_DEVICE
 
 PATTERNS = dict(segment_lengths=[16, 32], dilation_rates=[1, 2])
 

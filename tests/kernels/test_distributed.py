@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
+from distributed_ranks import ROWS_PER_RANK, Case, run_rank
 
 import kernels
-from distributed_ranks import ROWS_PER_RANK, Case, run_rank
 
 CASES = {
     2: [

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from dilated_oracle import dense
+
 from kernels.merge import merge_attention
 
 

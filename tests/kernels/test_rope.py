@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
-
 from dilated_oracle import llama_tables, rotate
-from kernels.rope import RoPE
-from kernels.rope import apply_rope
+
+from kernels.rope import RoPE, apply_rope
 
 
 def rotate_by_complex(x: torch.Tensor, position: int, base: float = 10000.0) -> torch.Tensor:

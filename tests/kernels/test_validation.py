@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-
-import kernels
 from dilated_oracle import llama_tables
 from kernel_device import KERNEL_DEVICE, ON_INTERPRETER
+
+import kernels
 from kernels import RoPE
 
 BACKENDS = ["reference", "triton"]
