@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.api import READABLE_SUFFIXES
+from engine.api import READABLE_SUFFIXES, binary_reason
 
 UPLOADS = "uploads"
 SNIFF_BYTES = 8000
@@ -65,7 +65,7 @@ def refusal(upload: Upload, max_bytes: int) -> str | None:
     is_pdf = upload.client_name.lower().endswith(".pdf")
     if is_pdf and not head.startswith(b"%PDF-"):
         return "named .pdf but is not a PDF"
-    if not is_pdf and b"\x00" in head:
+    if not is_pdf and binary_reason(head) is not None:
         return "a binary file, not text"
     return None
 

@@ -23,7 +23,7 @@ from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
 from ingest.catalog import StoreError
-from ingest.extract import CODE, MARKDOWN, PDF, RST
+from ingest.extract import CODE, MARKDOWN, PDF, RST, binary_reason
 from ingest.pipeline import Progress, RunSummary, ingest
 from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
@@ -31,6 +31,7 @@ from ingest.tokens import sequence_tokenizer
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 # File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
 READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
+__all__ = ["EngineStore", "READABLE_SUFFIXES", "binary_reason", "open_store"]  # binary_reason: the app's upload check
 
 
 class EngineStore:
