@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.answer import Answer, answer_stream, excerpts_for_blocks
+from engine.answer import Answer, answer_stream, excerpts_for_blocks, fit_excerpts
 from engine.calibration import calibration_for
 from engine.errors import UsageError
 from engine.config import EngineConfig, load_config
@@ -19,6 +19,7 @@ from engine.memory import (ProcessReport, StoreFigures, config_for_store, proces
                            store_figures)
 from engine import key_index
 from engine.key_index import KeyIndex
+from engine.question import check_question
 from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
 from ingest import catalog
@@ -105,8 +106,7 @@ class EngineStore:
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
             temperature: float = 0.0) -> Iterator[tuple[str, object]]:
         """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
-        if not question.strip():
-            raise UsageError("the question is empty")
+        check_question(self.runtime.tokenizer, question, self.runtime.config.trained_context)
         self.refresh()
         if self.config is None or self.index().tokens == 0:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
@@ -116,6 +116,7 @@ class EngineStore:
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.root, self.store.db, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
+        excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
         for kind, value in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(value, Answer):
                 value.timings["retrieve_s"] = retrieved
