@@ -2,8 +2,9 @@
 
 Opening for writing takes an exclusive lock (`lock`), so two ingests never append at once, and repairs
 what a killed writer can leave behind: bytes in tokens.u32 past the committed length are cut off, and
-runs still marked `running` become `interrupted`. A new store's catalog is built under a temporary
-name and renamed into place, so a store directory either has a whole catalog or none.
+runs still marked `running` become `interrupted`. A new store's catalog is built under the lock, under a
+temporary name, and renamed into place, so a store directory either has a whole catalog or none, and two
+ingests creating the same new store at once never build it together: the second is refused in one line.
 """
 
 from __future__ import annotations
@@ -34,11 +35,20 @@ class Store:
     def open(cls, root: Path, *, write: bool = False) -> Store:
         """Open the store at `root`; a writer creates it when missing, a reader requires it."""
         root = Path(root)
-        if not (root / CATALOG).exists():
-            if not write:
-                raise StoreError(f"no store at {root} (run `engine ingest PATH` to make one)")
+        if not write and not (root / CATALOG).exists():
+            raise StoreError(f"no store at {root} (run `engine ingest PATH` to make one)")
+        lock_handle = _lock(root) if write else None  # before creating anything: two new ingests never race
+        try:
+            return cls._opened(root, write, lock_handle)
+        except BaseException:
+            if lock_handle is not None:
+                lock_handle.close()
+            raise
+
+    @classmethod
+    def _opened(cls, root: Path, write: bool, lock_handle) -> Store:
+        if write and not (root / CATALOG).exists():
             _create(root)
-        lock_handle = _lock(root) if write else None
         db = _connect(root / CATALOG)
         try:
             version = catalog.get_meta(db, "format_version")
@@ -51,7 +61,11 @@ class Store:
                              f"up to {FORMAT_VERSION}): upgrade, or use another --store")
         store = cls(root, db, TokenFile(root / TOKENS) if write else None, lock_handle)
         if write:
-            store._recover()
+            try:
+                store._recover()
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @property
@@ -96,7 +110,6 @@ def _connect(path: Path) -> sqlite_utils.Database:
 
 
 def _create(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
     building = root / (CATALOG + ".new")
     building.unlink(missing_ok=True)
     db = sqlite_utils.Database(building)
@@ -107,6 +120,7 @@ def _create(root: Path) -> None:
 
 
 def _lock(root: Path):
+    root.mkdir(parents=True, exist_ok=True)
     handle = open(root / LOCK, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
