@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlite_utils
@@ -23,6 +24,10 @@ from ingest.sequence import TOKEN_BYTES, TokenFile
 CATALOG = "catalog.db"
 TOKENS = "tokens.u32"
 LOCK = "lock"
+# A writer that finds the lock taken tries again for this long before it is refused: long enough to ride
+# out a reader's probe of the lock (`writer_active`), far too short to queue behind a real ingest.
+LOCK_WAIT_SECONDS = 2.0
+LOCK_RETRY_SECONDS = 0.05
 
 
 class Store:
@@ -122,9 +127,31 @@ def _create(root: Path) -> None:
 def _lock(root: Path):
     root.mkdir(parents=True, exist_ok=True)
     handle = open(root / LOCK, "a")
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise StoreError(f"another `engine ingest` is writing to {root}; wait for it to finish") from None
+            time.sleep(LOCK_RETRY_SECONDS)
+
+
+def writer_active(root: Path) -> bool:
+    """Whether some process holds the store's write lock now. The kernel lets go of a killed process's
+    lock, so a run recorded as `running` while no one holds it was interrupted.
+
+    The probe takes a shared lock for an instant; a writer starting in that instant waits for it (`_lock`)."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StoreError(f"another `engine ingest` is writing to {root}; wait for it to finish") from None
-    return handle
+        handle = open(root / LOCK, "r")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -14,7 +14,7 @@ from engine.config import load_config
 from engine.errors import UsageError
 from engine.states import recorded_state_bytes
 from ingest.catalog import StoreError, status_report
-from ingest.store import Store
+from ingest.store import Store, writer_active
 
 SHOWN_PER_REASON = 5
 
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Store.open(args.store) as store:
             report = status_report(store.db)
+            _mark_interrupted(report, store.root)
             report["store"] = str(Path(args.store).resolve())
             report["size_on_disk"] = _sizes(store.root)
             report["engine"] = _engine(store.root, store.db, report["size_on_disk"]["index"])
@@ -33,6 +34,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(Console(), report)
     return 0
+
+
+def _mark_interrupted(report: dict, root: Path) -> None:
+    """A last run still recorded as `running` with no process holding the store's lock was killed mid-way:
+    shown as `interrupted` (the next ingest records it so, and resumes from what it committed)."""
+    run = report["last_run"]
+    if run is not None and run["status"] == "running" and not writer_active(root):
+        run["status"] = "interrupted"
 
 
 def _sizes(root: Path) -> dict[str, int]:
