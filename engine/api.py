@@ -22,6 +22,7 @@ from engine.key_index import KeyIndex
 from engine.question import check_question
 from engine.retrieval import retrieve
 from engine.runtime import Runtime, load_runtime
+from engine.store_check import check_store, forget_damaged_segments
 from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.extract import CODE, MARKDOWN, PDF, RST, binary_reason
@@ -68,6 +69,7 @@ class EngineStore:
         forward pass (default: what suits each device); the stored keys do not depend on it."""
         if batch_segments is not None and batch_segments < 1:
             raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
+        forget_damaged_segments(self.store.db, check_store(self.root, self.store.db))  # read again below
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
         if across_ranks:
             from engine.sharded import coordinate
@@ -107,6 +109,9 @@ class EngineStore:
             temperature: float = 0.0) -> Iterator[tuple[str, object]]:
         """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
         check_question(self.runtime.tokenizer, question, self.runtime.config.trained_context)
+        damage = check_store(self.root, self.store.db)
+        if damage:
+            raise UsageError(f"the store is damaged: {damage.line()}; {damage.advice()}")
         self.refresh()
         if self.config is None or self.index().tokens == 0:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "

@@ -76,7 +76,10 @@ def recorded_state_bytes(root: Path, db) -> tuple[int, int, int]:
     """
     segments = tokens = size = 0
     for start, end in db.execute("SELECT token_start, token_end FROM segments"):
+        try:
+            size += state_path(root, start).stat().st_size
+        except FileNotFoundError:  # a damaged store (engine.store_check names it): the others still count
+            continue
         segments += 1
         tokens += end - start
-        size += state_path(root, start).stat().st_size
     return segments, tokens, size

@@ -54,12 +54,15 @@ class Store:
     def _opened(cls, root: Path, write: bool, lock_handle) -> Store:
         if write and not (root / CATALOG).exists():
             _create(root)
-        db = _connect(root / CATALOG)
+        try:
+            db = _connect(root / CATALOG)
+        except sqlite3.DatabaseError as error:  # garbage over the catalog fails at its first PRAGMA
+            raise StoreError(_damaged_catalog(root, error)) from error
         try:
             version = catalog.get_meta(db, "format_version")
         except Exception as error:
             db.close()
-            raise StoreError(f"{root / CATALOG} is not a wholecorpus catalog ({error})") from error
+            raise StoreError(_damaged_catalog(root, error)) from error
         if version is None or int(version) > FORMAT_VERSION:
             db.close()
             raise StoreError(f"{root} was written by a newer wholecorpus (store format {version}; this one reads "
@@ -81,8 +84,9 @@ class Store:
         committed = catalog.sequence_length(self.db)
         on_disk = self.tokens.bytes_on_disk()
         if on_disk < committed * TOKEN_BYTES:
-            raise StoreError(f"{self.tokens_path} holds {on_disk // TOKEN_BYTES} tokens but the catalog records "
-                             f"{committed}: the store is damaged (was the file replaced or cut?)")
+            raise StoreError(f"the store is damaged: {self.tokens_path} holds {on_disk // TOKEN_BYTES:,} tokens but the "
+                             f"catalog records {committed:,}, and the tokens cannot be rebuilt in place: move "
+                             f"{self.root} away and run `engine ingest` on your folders again")
         if on_disk > committed * TOKEN_BYTES:
             self.tokens.truncate(committed)
         with self.db.atomic():
@@ -103,6 +107,11 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _damaged_catalog(root: Path, error: Exception) -> str:
+    return (f"{root / CATALOG} is damaged or not a wholecorpus catalog ({error}); it cannot be rebuilt: move "
+            f"{root} away and run `engine ingest` on your folders again")
 
 
 def _connect(path: Path) -> sqlite_utils.Database:

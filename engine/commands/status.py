@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.table import Table
 from engine.config import load_config
 from engine.errors import UsageError
 from engine.states import recorded_state_bytes
+from engine.store_check import check_store
 from ingest.catalog import StoreError, status_report
 from ingest.store import Store, writer_active
 
@@ -26,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
             _mark_interrupted(report, store.root)
             report["store"] = str(Path(args.store).resolve())
             report["size_on_disk"] = _sizes(store.root)
+            damage = check_store(store.root, store.db)
+            report["damage"] = damage.as_dict() if damage else None
             report["engine"] = _engine(store.root, store.db, report["size_on_disk"]["index"])
     except StoreError as error:
         raise UsageError(str(error)) from error
@@ -33,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         _print(Console(), report)
+        if report["damage"] is not None:
+            print(f"engine status: the store is damaged: {damage.line()}; {damage.advice()}", file=sys.stderr)
     return 0
 
 
