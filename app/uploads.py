@@ -74,7 +74,7 @@ def save_uploads(store_root: Path, uploads: list[Upload], max_bytes: int) -> lis
     """Copies each acceptable upload into `<store>/uploads/` under a generated name (atomically: a copy
     to a hidden temporary name, then a rename); the others come back with the reason."""
     folder = store_root / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     saved = []
     for upload in uploads:
         reason = refusal(upload, max_bytes)
@@ -84,7 +84,9 @@ def save_uploads(store_root: Path, uploads: list[Upload], max_bytes: int) -> lis
         target = folder / safe_name(upload.client_name)
         partial = folder / f".{target.name}.part"
         try:
-            shutil.copyfile(upload.temp_path, partial)
+            with open(upload.temp_path, "rb") as source, \
+                    os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+                shutil.copyfileobj(source, sink)  # created 0600: only the user who runs the chat reads it
             os.replace(partial, target)
         except OSError as error:
             partial.unlink(missing_ok=True)

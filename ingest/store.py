@@ -126,15 +126,16 @@ def _connect(path: Path) -> sqlite_utils.Database:
 def _create(root: Path) -> None:
     building = root / (CATALOG + ".new")
     building.unlink(missing_ok=True)
+    os.close(os.open(building, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives its -wal and -shm the same mode
     db = sqlite_utils.Database(building)
     catalog.create_schema(db)
     db.close()
-    (root / TOKENS).touch()
+    os.close(os.open(root / TOKENS, os.O_WRONLY | os.O_CREAT, 0o600))
     os.replace(building, root / CATALOG)
 
 
 def _lock(root: Path):
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new store is its user's alone
     handle = open(root / LOCK, "a")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
