@@ -96,7 +96,7 @@ def _repair(store: Store, console: Console) -> None:
     if damage.segments:
         forget_damaged_segments(store.db, damage)
         console.print(f"engine ingest: repairing: {damage.line()}; the model reads those segments again",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,
