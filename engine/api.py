@@ -109,7 +109,7 @@ class EngineStore:
             temperature: float = 0.0) -> Iterator[tuple[str, object]]:
         """Events: ("token", text) while the answer streams, then ("answer", Answer) with its citations."""
         check_question(self.runtime.tokenizer, question, self.runtime.config.trained_context)
-        damage = check_store(self.root, self.store.db)
+        damage = check_store(self.root, self.store.db, states=self._index is None)  # once built, keys are in memory
         if damage:
             raise UsageError(f"the store is damaged: {damage.line()}; {damage.advice()}")
         self.refresh()

@@ -61,8 +61,9 @@ class StoreDamage:
                                                     for start, end, what in self.segments]}
 
 
-def check_store(root: Path, db) -> StoreDamage:
-    """The store's damage, if any: tokens.u32 shorter than the catalog's sequence, state files missing or not whole."""
+def check_store(root: Path, db, states: bool = True) -> StoreDamage:
+    """The store's damage, if any: tokens.u32 shorter than the catalog's sequence, state files missing or not
+    whole (with `states`: a reader whose index already holds the keys in memory needs only tokens.u32)."""
     damage = StoreDamage()
     committed = catalog.sequence_length(db)
     tokens = root / "tokens.u32"
@@ -72,6 +73,8 @@ def check_store(root: Path, db) -> StoreDamage:
     elif on_disk is not None and on_disk < committed * TOKEN_BYTES:
         damage.tokens = (f"tokens.u32 is cut short: it holds {on_disk // TOKEN_BYTES:,} of the {committed:,} tokens "
                          f"the catalog records")
+    if not states:
+        return damage
     for start, end in db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start"):
         problem = state_file_problem(state_path(root, start), start, end)
         if problem is not None:
