@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from app.auth import read_auth
 from engine import ModelError, UsageError, default_store
 
 EXIT_USAGE = 2
@@ -23,7 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login for every request")
+    parser.add_argument("--auth", nargs="?", const="", default=None, metavar="",
+                        help="require a login (instead of the token) for every request: USER:PASS is read from "
+                             "--auth-file or $ENGINE_CHAT_AUTH, never from the command line")
+    parser.add_argument("--auth-file", type=Path, default=None, metavar="FILE",
+                        help="a file readable only by you holding USER:PASS (implies --auth)")
+    parser.add_argument("--no-token", action="store_true",
+                        help="serve without the random token (anyone who can reach the port can use the chat)")
+    parser.add_argument("--allow-root", action="append", type=Path, default=[], metavar="DIR",
+                        help="folders that may be added from the page lie under DIR (repeatable; default: your "
+                             "home directory)")
     parser.add_argument("--max-upload-mb", type=float, default=50.0,
                         help="largest file accepted by upload (default 50)")
     return parser
@@ -35,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.server import ServeOptions, start
 
     try:
-        start(ServeOptions(args.store or default_store(), args.model, args.device, args.host, args.port, args.auth,
-                           args.max_upload_mb))
+        auth = read_auth(args.auth, args.auth_file)
+        if auth is not None and args.no_token:
+            raise UsageError("--no-token is for a chat without a login: with --auth the login guards it")
+        start(ServeOptions(args.store or default_store(), args.model, args.device, args.host, args.port, auth,
+                           args.max_upload_mb, no_token=args.no_token, roots=tuple(args.allow_root)))
     except (UsageError, ModelError) as error:
         print(f"engine chat: {error}", file=sys.stderr)
         return EXIT_USAGE

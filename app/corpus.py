@@ -11,6 +11,8 @@ so chatting while an ingest runs never sees a half-written store.
 
 from __future__ import annotations
 
+import os
+import pwd
 import queue
 import threading
 import time
@@ -63,9 +65,27 @@ class AddResult:
     seconds: float = 0.0
 
 
+def home_directory() -> Path:
+    """The home directory of the user running this process (from the password database, not $HOME, which
+    `sudo` may leave pointing at another user's)."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+def under_roots(path: Path, roots: tuple[Path, ...]) -> bool:
+    """Whether `path`, symbolic links resolved, lies inside one of `roots` (resolved too)."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
 class Corpus:
-    def __init__(self, root: Path, runtime: Runtime, max_upload_bytes: int):
+    """`allowed_roots`: the folders under which the page may add a folder or file (default: the user's home
+    directory). The page can name any path of the machine; without this, anyone allowed to use the chat
+    could have the server read files its user can read and others cannot, then ask for their content."""
+
+    def __init__(self, root: Path, runtime: Runtime, max_upload_bytes: int,
+                 allowed_roots: tuple[Path, ...] | None = None):
         self.root, self.runtime, self.max_upload_bytes = Path(root).expanduser(), runtime, max_upload_bytes
+        self.allowed_roots = tuple(Path(r).expanduser() for r in allowed_roots) if allowed_roots else (home_directory(),)
         if not store_exists(self.root):
             open_store(self.root, runtime=runtime, write=True).close()  # a new, empty store
         self._reader = open_store(self.root, runtime=runtime)
@@ -97,6 +117,10 @@ class Corpus:
     def add_paths(self, paths: list[Path], report: Callable[[AddProgress], None] | None = None) -> AddResult:
         """Ingests folders or files on this machine, then lets the model read what is new."""
         for path in paths:
+            if not under_roots(path, self.allowed_roots):
+                allowed = ", ".join(str(root) for root in self.allowed_roots)
+                raise UsageError(f"{path} is outside the folders this chat may read ({allowed}); start it with "
+                                 f"--allow-root to add another")
             if not path.exists():
                 raise UsageError(f"path not found: {path}")
         return self._add(paths, AddResult(), report)

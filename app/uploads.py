@@ -8,13 +8,14 @@ on the bytes received, whatever the page claimed.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import READABLE_SUFFIXES, durably_written
+from engine import READABLE_SUFFIXES, binary_reason, durably_written
 
 UPLOADS = "uploads"
 SNIFF_BYTES = 8000
@@ -64,7 +65,7 @@ def refusal(upload: Upload, max_bytes: int) -> str | None:
     is_pdf = upload.client_name.lower().endswith(".pdf")
     if is_pdf and not head.startswith(b"%PDF-"):
         return "named .pdf but is not a PDF"
-    if not is_pdf and b"\x00" in head:
+    if not is_pdf and binary_reason(head) is not None:
         return "a binary file, not text"
     return None
 
@@ -73,7 +74,7 @@ def save_uploads(store_root: Path, uploads: list[Upload], max_bytes: int) -> lis
     """Copies each acceptable upload into `<store>/uploads/` under a generated name (atomically: a copy
     to a hidden temporary name, then a rename); the others come back with the reason."""
     folder = store_root / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     saved = []
     for upload in uploads:
         reason = refusal(upload, max_bytes)
@@ -82,8 +83,10 @@ def save_uploads(store_root: Path, uploads: list[Upload], max_bytes: int) -> lis
             continue
         target = folder / safe_name(upload.client_name)
         try:
-            with durably_written(target, folder / f".{target.name}.part") as partial:
-                shutil.copyfile(upload.temp_path, partial)
+            with durably_written(target, folder / f".{target.name}.part") as partial, \
+                    open(upload.temp_path, "rb") as source, \
+                    os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+                shutil.copyfileobj(source, sink)  # created 0600: only the user who runs the chat reads it
         except OSError as error:
             saved.append(Saved(upload.client_name, reason=f"could not be saved ({error.strerror or error})"))
             continue

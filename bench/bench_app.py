@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import sys
@@ -62,13 +63,14 @@ def main() -> None:
         with open_store(store, runtime=load_runtime(None, "cpu"), write=True) as writer:
             writer.add([ROOT / "data"])
             writer.process()
-        page_app, url, corpus = start(ServeOptions(store, device="cpu", port=7871), block=False)
+        token = secrets.token_urlsafe(32)
+        page_app, url, corpus = start(ServeOptions(store, device="cpu", port=7871, token=token), block=False)
         rows = []
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
                 page = browser.new_page()
-                page.goto(url)
+                page.goto(f"{url}?token={token}")
                 page.wait_for_selector("#question textarea", timeout=60_000)
                 browser_first_token(page, QUESTIONS[0])  # warm-up: the index is built at the first question
                 ask, marks = corpus.ask, {}

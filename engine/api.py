@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.answer.excerpts import excerpts_for_blocks
 from engine.answer.generation import Answer, Token, answer_stream
+from engine.answer.prompt import fit_excerpts
 from engine.answer.retrieval import retrieve
 from engine.errors import UsageError
 from engine.memory import key_index
@@ -28,10 +29,12 @@ from engine.memory.segments import (
     require_same_model,
     store_figures,
 )
+from engine.question import check_question
 from engine.runtime import Runtime, load_runtime
+from engine.store_check import check_store, forget_damaged_segments
 from ingest import catalog
 from ingest.catalog import StoreError
-from ingest.extract import CODE, MARKDOWN, PDF, RST
+from ingest.extract import CODE, MARKDOWN, PDF, RST, binary_reason
 from ingest.pipeline import IngestOptions, Progress, RunSummary, ingest
 from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
@@ -39,6 +42,7 @@ from ingest.tokens import sequence_tokenizer
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 # File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
 READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
+__all__ = ["EngineStore", "READABLE_SUFFIXES", "binary_reason", "open_store"]  # binary_reason: the app's upload check
 
 
 class EngineStore:
@@ -75,6 +79,7 @@ class EngineStore:
         forward pass (default: what suits each device); the stored keys do not depend on it."""
         if batch_segments is not None and batch_segments < 1:
             raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
+        forget_damaged_segments(self.store, check_store(self.store))  # read again below
         self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
         if across_ranks:
             from engine.parallel.sharded import coordinate
@@ -124,8 +129,10 @@ class EngineStore:
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
             temperature: float = 0.0) -> Iterator[Token | Answer]:
         """Events: a Token for each piece of the answer while it streams, then the Answer with its citations."""
-        if not question.strip():
-            raise UsageError("the question is empty")
+        check_question(self.runtime.tokenizer, question, self.runtime.config.trained_context)
+        damage = check_store(self.store, states=self._index is None)  # once built, keys are in memory
+        if damage:
+            raise UsageError(f"the store is damaged: {damage.line()}; {damage.advice()}")
         self.refresh()
         if self.config is None or self.index().tokens == 0:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
@@ -135,6 +142,7 @@ class EngineStore:
         retrieved = time.perf_counter() - started
         excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
                                        MAX_CONTEXT_TOKENS)
+        excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
         for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved

@@ -164,6 +164,18 @@ def segment_ranges(db: sqlite_utils.Database) -> dict[int, int]:
     return dict(db.execute("SELECT token_start, token_end FROM segments ORDER BY token_start").fetchall())
 
 
+def forget_segments(db: sqlite_utils.Database, starts: list[int]) -> None:
+    """Deletes the records of the segments starting at `starts` (their states are to be computed again)."""
+    if not starts:
+        return
+    with db.atomic():
+        has_work = "segment_work" in db.table_names()  # made by the first pass that records its work
+        for start in starts:
+            db.execute("DELETE FROM segments WHERE token_start = ?", [start])
+            if has_work:
+                db.execute("DELETE FROM segment_work WHERE token_start = ?", [start])
+
+
 def segment_records(db: sqlite_utils.Database) -> dict[int, tuple[int, str]]:
     """The processed segments as recorded: token_start -> (token_end, created_at)."""
     return {start: (end, created) for start, end, created in

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 
@@ -60,3 +62,38 @@ def test_ingest_ask_and_selftest_work_in_a_terminal(tmp_path, default_model_path
     code, screen = run_on_pty("selftest", "passkey", "--lengths", "1k", "--trials", "1", store=store)
     assert code == 0, screen
     assert "Traceback" not in screen and "1,024 tokens" in screen and "100%" in screen
+
+
+def test_a_damaged_store_and_a_bad_question_are_one_line_each_in_a_terminal(tmp_path, monkeypatch):
+    """The hardening messages as a person sees them: one line each on a terminal, where rich would wrap text."""
+    pytest.importorskip("transformers")
+    from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
+
+    monkeypatch.setenv("ENGINE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "tiny.gguf"
+    write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "long.md").write_text("".join(f"copper lantern line {n} of the long note\n" for n in range(600)))
+    store = tmp_path / "store"
+    tiny = ("--model", str(model), "--device", "cpu")
+    code, screen = run_on_pty("ingest", str(notes), "--batch-segments", "1", *tiny, store=store)
+    assert code == 0, screen
+
+    code, screen = run_on_pty("ask", "x" * 100_000, *tiny, store=store)
+    assert code == 2 and "Traceback" not in screen
+    assert len([line for line in screen.splitlines() if "too long" in line]) == 1
+    assert [line for line in screen.splitlines() if line.strip()] == \
+        [line for line in screen.splitlines() if "engine ask: the question is too long" in line]
+
+    victim = sorted((store / "states").glob("*.safetensors"))[0]
+    os.truncate(victim, 100)
+    code, screen = run_on_pty("status", store=store)
+    assert code == 0 and "Traceback" not in screen
+    assert any(victim.name in line and "cut short" in line and "engine ingest" in line for line in screen.splitlines())
+
+    code, screen = run_on_pty("ingest", str(notes), "--batch-segments", "1", *tiny, store=store)
+    assert code == 0 and "Traceback" not in screen, screen
+    assert any("repairing" in line and victim.name in line and "again" in line for line in screen.splitlines()), screen
+    code, screen = run_on_pty("ask", "where is the copper lantern?", *tiny, store=store)
+    assert code == 0 and "Traceback" not in screen, screen

@@ -31,3 +31,14 @@ def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str) -> li
         excerpt.prompt_end = len(ids)
         ids += tokenizer.encode("\n\n")
     return ids + tokenizer.encode(after)
+
+
+def fit_excerpts(runtime: Runtime, excerpts: list[Excerpt], question: str, max_prompt_tokens: int) -> list[Excerpt]:
+    """The excerpts, the last ones dropped until the whole prompt fits `max_prompt_tokens`.
+
+    Excerpts are chosen by a token budget, but each grows to whole lines and gets a label, so the prompt
+    can exceed the budget a little; this bounds it for certain, whatever the excerpts and the question."""
+    kept = list(excerpts)
+    while kept and len(build_prompt(runtime, kept, question)) > max_prompt_tokens:
+        kept.pop()
+    return kept

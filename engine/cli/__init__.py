@@ -70,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", parents=[common], help="start the web chat")
     chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     chat.add_argument("--port", type=int, default=7860)
-    chat.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login for every request")
+    chat.add_argument("--auth", nargs="?", const="", default=None, metavar="",
+                      help="require a login (instead of the token) for every request: USER:PASS is read from "
+                           "--auth-file or $ENGINE_CHAT_AUTH, never from the command line")
+    chat.add_argument("--auth-file", type=Path, default=None, metavar="FILE",
+                      help="a file readable only by you holding USER:PASS (implies --auth)")
+    chat.add_argument("--no-token", action="store_true",
+                      help="serve without the random token (anyone who can reach the port can use the chat)")
+    chat.add_argument("--allow-root", action="append", type=Path, default=[], metavar="DIR",
+                      help="folders that may be added from the page lie under DIR (repeatable; default: your "
+                           "home directory)")
     chat.add_argument("--max-upload-mb", type=float, default=50.0, help="largest file accepted by upload (default 50)")
 
     selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")

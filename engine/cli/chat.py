@@ -15,9 +15,14 @@ def app_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m app` command line that carries `engine chat`'s options."""
     argv = [sys.executable, "-m", "app", "--store", str(args.store), "--host", args.host, "--port", str(args.port),
             "--max-upload-mb", str(args.max_upload_mb)]
-    for option, value in (("--model", args.model), ("--device", args.device), ("--auth", args.auth)):
+    for option, value in (("--model", args.model), ("--device", args.device), ("--auth-file", args.auth_file)):
         if value is not None:
-            argv += [option, value]
+            argv += [option, str(value)]
+    if args.auth is not None:  # a value after --auth is passed on to be refused there, with the reason
+        argv += ["--auth", args.auth] if args.auth else ["--auth"]
+    argv += ["--no-token"] if args.no_token else []
+    for root in args.allow_root:
+        argv += ["--allow-root", str(root)]
     return argv
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from engine.errors import RunError, UsageError
 from engine.model.files import resolve_model_path
+from engine.store_check import check_store, forget_damaged_segments
 from ingest import catalog
 from ingest.catalog import StoreError
 from ingest.pipeline import IngestOptions, RunSummary, ingest
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with Store.open(args.store, write=True) as store:
+            _repair(store, console)
             with _Display(console) as display:
                 summary = ingest(store, args.paths, tokenizer, options, display, _model_key(model_path))
             if not args.json:
@@ -87,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
                 Console().print(f"  rank {load.rank} ({load.device}): {load.segments} segment(s), {load.tokens:,} "
                                 f"tokens, {load.tokens_per_second:,.0f} tokens/s", highlight=False)
     return 0
+
+
+def _repair(store: Store, console: Console) -> None:
+    """Damaged state files are forgotten, so this run's pass of the model reads their segments again."""
+    damage = check_store(store)
+    if damage.segments:
+        forget_damaged_segments(store, damage)
+        console.print(f"engine ingest: repairing: {damage.line()}; the model reads those segments again",
+                      highlight=False, soft_wrap=True)
 
 
 def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,

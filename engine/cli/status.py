@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -13,8 +14,9 @@ from rich.table import Table
 from engine.errors import UsageError
 from engine.memory.config import load_config
 from engine.memory.states import recorded_state_bytes
+from engine.store_check import check_store
 from ingest.catalog import StoreError, status_report
-from ingest.store import Store
+from ingest.store import Store, writer_active
 
 SHOWN_PER_REASON = 5
 
@@ -23,8 +25,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Store.open(args.store) as store:
             report = status_report(store.db)
+            _mark_interrupted(report, store.root)
             report["store"] = str(Path(args.store).resolve())
             report["size_on_disk"] = store.sizes()
+            damage = check_store(store)
+            report["damage"] = damage.as_dict() if damage else None
             report["engine"] = _engine(store, report["size_on_disk"]["index"])
     except StoreError as error:
         raise UsageError(str(error)) from error
@@ -32,7 +37,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         _print(Console(), report)
+        if report["damage"] is not None:
+            print(f"engine status: the store is damaged: {damage.line()}; {damage.advice()}", file=sys.stderr)
     return 0
+
+
+def _mark_interrupted(report: dict, root: Path) -> None:
+    """A last run still recorded as `running` with no process holding the store's lock was killed mid-way:
+    shown as `interrupted` (the next ingest records it so, and resumes from what it committed)."""
+    run = report["last_run"]
+    if run is not None and run["status"] == "running" and not writer_active(root):
+        run["status"] = "interrupted"
 
 
 def _engine(store: Store, index_bytes: int) -> dict | None:

@@ -69,7 +69,10 @@ def recorded_state_bytes(store: Store) -> tuple[int, int, int]:
     """
     segments = tokens = size = 0
     for start, end in catalog.segment_ranges(store.db).items():
+        try:
+            size += state_path(store.root, start).stat().st_size
+        except FileNotFoundError:  # a damaged store (engine.store_check names it): the others still count
+            continue
         segments += 1
         tokens += end - start
-        size += state_path(store.root, start).stat().st_size
     return segments, tokens, size

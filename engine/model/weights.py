@@ -2,12 +2,16 @@
 
 Dequantising a GGUF takes seconds (and the tokenizer metadata as long again), so the result is cached
 as safetensors plus a JSON sidecar keyed by the file's sha256; later loads map the cache in about a second.
+The cache is written durably (temporary names, fsync, rename, the sidecar last) and checked on every load
+(the sidecar parses, the safetensors header parses and accounts for the file's exact size): a cache cut
+short by a full disk or a crash is rebuilt from the GGUF, never a traceback in every command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,7 +60,7 @@ def load_model_files(path: Path, use_cache: bool = True) -> ModelFiles:
         return _load_hf_folder(path)
     digest = sha256_of(path)
     cached = _cache_stem(digest)
-    if use_cache and cached.with_suffix(".json").exists() and cached.with_suffix(".safetensors").exists():
+    if use_cache and _cache_is_whole(cached):
         return _load_cache(cached, path, digest)
     files = _load_gguf(path, digest)
     if use_cache:
@@ -68,9 +72,9 @@ def load_model_tokenizer(path: Path) -> ChatTokenizer:
     """Only the tokenizer, from the cache sidecar when there is one (no weights read)."""
     if path.is_dir():
         return load_tokenizer(path)
-    sidecar = _cache_stem(sha256_of(path)).with_suffix(".json")
-    if sidecar.exists():
-        return _tokenizer_from_sidecar(json.loads(sidecar.read_text()))
+    sidecar = _read_sidecar(_cache_stem(sha256_of(path)))
+    if sidecar is not None:
+        return _tokenizer_from_sidecar(sidecar)
     return load_model_files(path).tokenizer
 
 
@@ -213,17 +217,63 @@ def _check_shapes(weights: dict[str, torch.Tensor], config: ModelConfig, source:
 
 
 def _write_cache(files: ModelFiles, cached: Path) -> None:
+    """Writes the cache durably: each file whole under a temporary name, fsynced, renamed into place, the
+    sidecar last (a sidecar names a whole tensors file), then the folder fsynced for the renames."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = files.tokenizer
     sidecar = {"format": CACHE_FORMAT, "config": asdict(files.config), "tokenizer": tokenizer.backend.to_str(),
                "chat_template": tokenizer.chat_template, "bos_token": tokenizer.bos_token,
                "eos_token": tokenizer.eos_token, "stop_ids": sorted(tokenizer.stop_ids)}
+    cached.with_suffix(".json").unlink(missing_ok=True)  # no sidecar while the tensors file is replaced
     tensors_tmp = cached.with_name(cached.name + f".{os.getpid()}.safetensors.part")
     save_file({name: tensor.contiguous() for name, tensor in files.weights.items()}, str(tensors_tmp))
+    _fsync(tensors_tmp)
     os.replace(tensors_tmp, cached.with_suffix(".safetensors"))
     sidecar_tmp = cached.with_name(cached.name + f".{os.getpid()}.json.part")
     sidecar_tmp.write_text(json.dumps(sidecar))
+    _fsync(sidecar_tmp)
     os.replace(sidecar_tmp, cached.with_suffix(".json"))
+    folder = os.open(cached.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _read_sidecar(cached: Path) -> dict | None:
+    """The cache's JSON sidecar, or None when it is missing, cut short or of another cache format."""
+    try:
+        sidecar = json.loads(cached.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return sidecar if isinstance(sidecar, dict) and sidecar.get("format") == CACHE_FORMAT else None
+
+
+def _cache_is_whole(cached: Path) -> bool:
+    """Whether the cache can be loaded: the sidecar is whole, and the safetensors header parses and its
+    tensors end exactly at the end of the file (a truncated or padded file does not)."""
+    if _read_sidecar(cached) is None:
+        return False
+    tensors = cached.with_suffix(".safetensors")
+    try:
+        size = tensors.stat().st_size
+        with open(tensors, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return False
+            (header_bytes,) = struct.unpack("<Q", prefix)
+            if header_bytes > size - 8:
+                return False
+            header = json.loads(handle.read(header_bytes))
+        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return False
+    return bool(ends) and 8 + header_bytes + max(ends) == size
 
 
 def _load_cache(cached: Path, source: Path, digest: str) -> ModelFiles:

@@ -14,6 +14,8 @@ from engine.api import open_store
 from engine.runtime import load_runtime
 
 DATA = Path(__file__).resolve().parents[2] / "data"
+TOKEN = "the-served-test-token"  # the chat's token in these tests (a real one is random)
+AUTH = {"Authorization": f"token {TOKEN}"}  # how an API client sends it
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +35,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(store: Path, tmp_path: Path, **options):
-    """The app on a copy of `store` (tests that add documents must not change the shared one):
-    yields (url, corpus, the copy's path)."""
+    """The app on a copy of `store` (tests that add documents must not change the shared one), guarded by
+    TOKEN unless a login is given, folders addable under `tmp_path`: yields (url, corpus, the copy's path)."""
     copy = tmp_path / "served-store"
     shutil.copytree(store, copy)
+    if "auth" not in options:
+        options.setdefault("token", TOKEN)
+    options.setdefault("roots", (tmp_path,))
     page, url, corpus = start(ServeOptions(copy, device="cpu", port=free_port(), **options), block=False)
     try:
         yield url, corpus, copy

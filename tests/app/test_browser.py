@@ -20,7 +20,7 @@ import pytest
 
 from engine import Answer
 from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
-from tests.app.conftest import serving
+from tests.app.conftest import TOKEN, serving
 
 
 def chromium() -> str:
@@ -48,7 +48,7 @@ def browser_page(sample_store, tmp_path_factory):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
+            page.goto(f"{url}?token={TOKEN}")  # the link `engine chat` prints; the page keeps it as a cookie
             page.wait_for_selector("#question textarea", timeout=60_000)
             yield page, corpus
             browser.close()

@@ -22,7 +22,7 @@ def runtime(default_model_path):
 def corpus(sample_store, tmp_path, runtime):
     copy = tmp_path / "store"
     shutil.copytree(sample_store, copy)
-    served = Corpus(copy, runtime, max_upload_bytes=2**20)
+    served = Corpus(copy, runtime, max_upload_bytes=2**20, allowed_roots=(tmp_path,))
     yield served
     served.close()
 

@@ -10,13 +10,14 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.app.conftest import serving
+from tests.app.conftest import AUTH, serving
 
 GENERATED = re.compile(r"^[0-9a-f]{8}-[A-Za-z0-9_-]+\.md$")
 
 
 def upload_raw(url: str, name: str, data: bytes, **kwargs) -> httpx.Response:
     """A multipart upload with exactly the file name given: a browser could send any."""
+    kwargs.setdefault("headers", AUTH)
     return httpx.post(f"{url}gradio_api/upload", files={"files": (name, data, "text/markdown")}, timeout=60, **kwargs)
 
 
@@ -33,7 +34,7 @@ def test_an_upload_named_with_a_path_is_kept_inside_the_store_under_a_generated_
     received = response.json()
     assert all(path.endswith("escape.md") for path in received)  # where Gradio keeps it, outside the store
     files = [{"path": path, "meta": {"_type": "gradio.FileData"}} for path in received]
-    status = Client(url, verbose=False).predict(files, api_name="/add_uploads")[1]
+    status = Client(url, headers=AUTH, verbose=False).predict(files, api_name="/add_uploads")[1]
     uploads = list((root / "uploads").iterdir())
     assert len(uploads) == 1 and GENERATED.match(uploads[0].name), uploads
     assert uploads[0].read_text().startswith("# Escape")
@@ -57,7 +58,7 @@ def test_two_conversations_at_once_each_get_their_own_answer_and_sources(server)
     results: dict[str, tuple] = {}
 
     def converse(key: str) -> None:
-        client = Client(url, verbose=False)  # a session of its own, like a browser tab
+        client = Client(url, headers=AUTH, verbose=False)  # a session of its own, like a browser tab
         results[key] = client.predict(questions[key][0], [], 4, 0.0, api_name="/ask")
 
     threads = [threading.Thread(target=converse, args=(key,)) for key in questions]
@@ -84,7 +85,7 @@ def test_with_auth_nothing_is_served_without_a_login(guarded):
     url, _corpus, root = guarded
     assert httpx.get(f"{url}config", timeout=30).status_code == 401
     assert httpx.get(f"{url}gradio_api/info", timeout=30).status_code == 401
-    assert upload_raw(url, "notes.md", b"# notes\n").status_code == 401
+    assert upload_raw(url, "notes.md", b"# notes\n", headers={}).status_code == 401
     join = httpx.post(f"{url}gradio_api/queue/join", timeout=30,
                       json={"data": ["When is my dentist appointment?", [], 4, 0.0], "fn_index": 0, "session_hash": "x"})
     assert join.status_code == 401
@@ -108,7 +109,7 @@ def test_with_auth_the_right_login_is_served(guarded):
 
 def test_the_selftest_page_reports_accuracy_by_length_for_engine_and_full_attention(server):
     url, _corpus, _root = server
-    table, plot = Client(url, verbose=False).predict(["1k"], 1, api_name="/selftest")
+    table, plot = Client(url, headers=AUTH, verbose=False).predict(["1k"], 1, api_name="/selftest")
     assert table["headers"] == ["tokens", "trials", "engine", "needle retrieved", "full attention"]
     assert [row[:2] for row in table["data"]] == [[1024, 1]]
     engine, retrieved, full = table["data"][0][2:]

@@ -91,10 +91,19 @@ def test_empty_prompt_is_refused(tiny_gguf):
     assert result.returncode == 2 and "prompt is empty" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("option, expected", [(["--auth", "alice"], "USER:PASS"),
-                                              (["--auth", ":secret"], "USER:PASS"),
+@pytest.mark.parametrize("option, expected", [(["--auth", "alice:s3cret"], "a password on the command line"),
+                                              (["--auth"], "ENGINE_CHAT_AUTH"),
+                                              (["--auth-file", "{shared}"], "readable by other users"),
+                                              (["--auth-file", "{private}"], "USER:PASS"),
                                               (["--max-upload-mb", "0"], "--max-upload-mb")])
-def test_chat_refuses_bad_options_before_serving_anything(tmp_path, option, expected):
+def test_chat_refuses_bad_options_before_serving_anything(tmp_path, monkeypatch, option, expected):
+    monkeypatch.delenv("ENGINE_CHAT_AUTH", raising=False)
+    shared, private = tmp_path / "shared-login", tmp_path / "private-login"
+    shared.write_text("alice:s3cret\n")
+    shared.chmod(0o644)
+    private.write_text("alice-without-a-password\n")
+    private.chmod(0o600)
+    option = [part.format(shared=shared, private=private) for part in option]
     result = run_engine("chat", "--store", str(tmp_path / "store"), *option)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == "" and not (tmp_path / "store").exists()

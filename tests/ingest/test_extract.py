@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 
 import pytest
@@ -102,3 +103,17 @@ def test_the_real_pdf_in_data():
     first, second = (result.text[s:e] for _, s, e in result.pages)
     assert "Clean the indoor water filter every 90 days" in first
     assert "E17: the outdoor fan is blocked" in second
+
+
+def test_random_bytes_without_a_nul_are_skipped_as_binary_with_a_reason():
+    noise = bytes(byte for byte in random.Random(7).randbytes(12_000) if byte)[:8_000]
+    assert b"\0" not in noise
+    result = extract("module.py", noise)
+    assert result.status == "skipped" and result.reason_code == "binary" and result.text == ""
+    assert "control bytes" in result.reason
+
+
+def test_text_with_a_few_control_characters_is_still_text():
+    text = "def f():\n\treturn 1\n\f\n# section two\x1b[1m bold\x1b[0m\n" + "x = 'naïve café'\n" * 40 + "\x07 bell\n"
+    result = extract("module.py", text.encode("utf-8"))
+    assert result.status == "ok" and result.text == text
