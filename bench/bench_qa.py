@@ -127,6 +127,18 @@ def summarise(items: list[dict], records: dict) -> dict:
     return summary
 
 
+def interleaved(items: list[dict]) -> list[dict]:
+    """The items taking each kind in turn, so that a partial run (`--limit`, or one stopped early) still
+    covers every kind evenly."""
+    queues = [[item for item in items if item["kind"] == kind] for kind in KINDS]
+    ordered = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
 def load_records(path: Path) -> dict:
     records = {}
     if path.exists():
@@ -144,9 +156,11 @@ def main() -> int:
     parser.add_argument("--records", type=Path, help="JSONL of raw answers (default: beside the store)")
     parser.add_argument("--limit", type=int, help="only the first N questions of the split (a quick look)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="engine,baseline (default both)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="ask nothing: write the results from the answers already recorded")
     args = parser.parse_args()
     systems = [system for system in args.systems.split(",") if system]
-    items = json.loads((QA / f"questions_{args.split}.json").read_text(encoding="utf-8"))[:args.limit]
+    items = interleaved(json.loads((QA / f"questions_{args.split}.json").read_text(encoding="utf-8")))[:args.limit]
     store_path = args.store.expanduser().resolve()
     records_path = args.records or store_path.parent / f"{store_path.name}-qa-{args.split}.jsonl"
     ensure_store(store_path)
@@ -165,7 +179,7 @@ def main() -> int:
 
             extra = retrieval_signals
         for number, item in enumerate(items, 1):
-            for system in systems:
+            for system in [] if args.report_only else systems:
                 if (item["id"], system) in records:
                     continue
                 if system == "engine":
