@@ -1,0 +1,66 @@
+"""The QA evaluation set (bench/qa) is sound: well-formed items, each gold answer really in its gold lines of the
+shipped corpus, absent items' answer phrases nowhere in it, and the train/test split disjoint and complete."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+QA = Path(__file__).resolve().parents[2] / "bench" / "qa"
+KINDS = {"fact", "paraphrase", "why_how", "absent"}
+
+
+def load(name: str) -> list[dict]:
+    return json.loads((QA / name).read_text(encoding="utf-8"))
+
+
+ALL, TRAIN, TEST = load("questions.json"), load("questions_train.json"), load("questions_test.json")
+ANSWERABLE = [item for item in ALL if item["kind"] != "absent"]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.replace("`", "").replace("*", "").lower().split())
+
+
+def test_the_set_is_large_enough_and_every_kind_is_there():
+    assert len(ALL) >= 80
+    counts = {kind: sum(item["kind"] == kind for item in ALL) for kind in KINDS}
+    assert min(counts.values()) >= 15, counts
+    assert len({item["id"] for item in ALL}) == len(ALL)
+
+
+def test_train_and_test_are_a_disjoint_cover_with_about_30_percent_test():
+    train, test = {item["id"] for item in TRAIN}, {item["id"] for item in TEST}
+    assert not train & test
+    assert train | test == {item["id"] for item in ALL}
+    assert 0.25 <= len(test) / len(ALL) <= 0.35
+    for kind in KINDS:
+        assert any(item["kind"] == kind for item in TEST), kind
+    by_id = {item["id"]: item for item in ALL}
+    assert all(item == by_id[item["id"]] for item in TRAIN + TEST)
+
+
+@pytest.mark.parametrize("item", ANSWERABLE, ids=lambda item: item["id"])
+def test_gold_answer_is_in_its_line_range(item):
+    assert item["question"].strip() and item["answer"].strip() and isinstance(item["aliases"], list)
+    lines = (QA / "corpus" / item["path"]).read_text(encoding="utf-8").split("\n")
+    assert 1 <= item["start_line"] <= item["end_line"] <= len(lines)
+    gold = flat("\n".join(lines[item["start_line"] - 1:item["end_line"]]))
+    assert any(flat(answer) in gold for answer in [item["answer"], *item["aliases"]])
+
+
+def words(text: str) -> str:
+    """Text as its runs of letters and digits, space-separated and padded: a phrase is found as whole words."""
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def test_absent_answers_are_nowhere_in_the_corpus():
+    corpus = words("\n".join(path.read_text(encoding="utf-8") for path in (QA / "corpus").iterdir()))
+    absent = [item for item in ALL if item["kind"] == "absent"]
+    for item in absent:
+        assert item["absent_check"], item["id"]
+        for phrase in item["absent_check"]:
+            assert words(phrase) not in corpus, (item["id"], phrase)
