@@ -165,8 +165,9 @@ def main() -> int:
     records_path = args.records or store_path.parent / f"{store_path.name}-qa-{args.split}.jsonl"
     ensure_store(store_path)
 
-    import engine
     from baseline import Baseline
+
+    import engine
 
     records = load_records(records_path)
     started = time.perf_counter()

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from check_questions import CORPUS, content_stems
 
 BM25_K1, BM25_B = 1.2, 0.75
@@ -30,9 +29,10 @@ TOP_BLOCKS = 5
 def retrieval_signals(store, question: str) -> dict:
     """What the engine's retrieval sees for `question` (the same calls `retrieve` makes): the best model-head
     score, the fused scores, and the lines of the top blocks of each list."""
+    from engine.retrieval import fuse, lexical_block_ranking, model_block_scores, question_queries, text_reader
+
     from engine.answer import excerpts_for_blocks
     from engine.api import MAX_CONTEXT_TOKENS
-    from engine.retrieval import fuse, lexical_block_ranking, model_block_scores, question_queries, text_reader
 
     runtime, config, db = store.runtime, store.config, store.store.db
     model_scores = model_block_scores(store.index(), question_queries(runtime, config, question), config.block_tokens)
@@ -159,7 +159,8 @@ def thresholds(answerable: list[float], absent: list[float]) -> dict:
     meets = [r for r in rows if r["abstain_absent"] >= 0.9 and r["wrong_refusal"] <= 0.1]
     low_refusal = [r for r in rows if r["wrong_refusal"] <= 0.1]
     high_abstain = [r for r in rows if r["abstain_absent"] >= 0.9]
-    tidy = lambda r: r and {k: ("inf" if v == math.inf else round(float(v), 4)) for k, v in r.items()}
+    def tidy(r):
+        return r and {k: ("inf" if v == math.inf else round(float(v), 4)) for k, v in r.items()}
     return {"meets_target": tidy(max(meets, key=lambda r: r["abstain_absent"] - r["wrong_refusal"]) if meets else None),
             "best_abstention_with_refusals_le_10pct": tidy(max(low_refusal, key=lambda r: r["abstain_absent"])),
             "fewest_refusals_with_abstention_ge_90pct": tidy(min(high_abstain, key=lambda r: r["wrong_refusal"]))}
@@ -211,7 +212,8 @@ def signal_report(items: list[dict], records: dict, embedder=None) -> dict:
 
     answerable = [row for row in per_question if row["kind"] != "absent"]
     absent = [row for row in per_question if row["kind"] == "absent"]
-    share = lambda rows, key: round(sum(bool(r.get(key)) for r in rows) / len(rows), 3) if rows else None
+    def share(rows, key):
+        return round(sum(bool(r.get(key)) for r in rows) / len(rows), 3) if rows else None
     for kind in ("fact", "paraphrase", "why_how", "answerable"):
         rows = answerable if kind == "answerable" else [r for r in answerable if r["kind"] == kind]
         rates[kind] = {"n": len(rows), **{key: share(rows, key) for key in (

@@ -7,9 +7,9 @@ import os
 
 import pytest
 import torch
+
 from engine.model.files import cache_dir
 from engine.model.weights import load_model_files, load_model_tokenizer
-
 from tests.engine.test_cli import run_engine, tiny_gguf  # noqa: F401  (the fixture)
 
 pytest.importorskip("transformers")
