@@ -10,7 +10,6 @@ short by a full disk or a crash is rebuilt from the GGUF, never a traceback in e
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from tokenizers import Tokenizer
 
 from engine.model.files import ModelError, cache_dir, sha256_of
 from engine.model.tokenizer import ChatTokenizer, load_tokenizer, tokenizer_from_gguf_metadata
+from ingest import durable
 
 CACHE_FORMAT = 1
 GGUF_ARCHITECTURES = {"llama", "mistral", "qwen2", "smollm"}
@@ -225,24 +225,10 @@ def _write_cache(files: ModelFiles, cached: Path) -> None:
                "chat_template": tokenizer.chat_template, "bos_token": tokenizer.bos_token,
                "eos_token": tokenizer.eos_token, "stop_ids": sorted(tokenizer.stop_ids)}
     cached.with_suffix(".json").unlink(missing_ok=True)  # no sidecar while the tensors file is replaced
-    tensors_tmp = cached.with_name(cached.name + f".{os.getpid()}.safetensors.part")
-    save_file({name: tensor.contiguous() for name, tensor in files.weights.items()}, str(tensors_tmp))
-    _fsync(tensors_tmp)
-    os.replace(tensors_tmp, cached.with_suffix(".safetensors"))
-    sidecar_tmp = cached.with_name(cached.name + f".{os.getpid()}.json.part")
-    sidecar_tmp.write_text(json.dumps(sidecar))
-    _fsync(sidecar_tmp)
-    os.replace(sidecar_tmp, cached.with_suffix(".json"))
-    folder = os.open(cached.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    with durable.written(cached.with_suffix(".safetensors")) as partial:
+        save_file({name: tensor.contiguous() for name, tensor in files.weights.items()}, str(partial))
+    with durable.written(cached.with_suffix(".json")) as partial:
+        partial.write_text(json.dumps(sidecar))
 
 
 def _read_sidecar(cached: Path) -> dict | None:
