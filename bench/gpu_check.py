@@ -542,7 +542,7 @@ def stage_ingest(context: Context, clock: Clock, result: dict) -> None:
         summary = store.add([Path(corpus["path"])])
         front_s = time.perf_counter() - began
         result["front_end"] = {"seconds": round(front_s, 2), "tokens": summary.tokens_added,
-                               "files": summary.added, "encoder": summary.tokenizer,
+                               "files": summary.added,
                                "tokens_per_s": round(summary.tokens_added / front_s)}
         context.save()
 
