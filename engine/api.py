@@ -146,29 +146,29 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        excerpts = self.passages(question, top_k, lexical, max_new_tokens)
+        excerpts = self.passages(question, top_k, lexical)
         retrieved = time.perf_counter() - started
-        texts = [self.runtime.tokenizer.decode(excerpt.ids) for excerpt in excerpts]
-        choice = choose_evidence(excerpts, texts, question)
-        if choice.excerpt is not None:  # the small model reads the excerpt closest to the question: put it last
-            excerpts = [e for i, e in enumerate(excerpts) if i != choice.excerpt] + [excerpts[choice.excerpt]]
+        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], question)
+        if choice.excerpt is not None:  # first, so that fitting the prompt keeps it
+            excerpts.insert(0, excerpts.pop(choice.excerpt))
+        excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
+        if choice.excerpt is not None and excerpts:  # the small model reads the excerpt closest to the question
+            excerpts.append(excerpts.pop(0))
         evidence_ready = time.perf_counter() - started
+        read = [self.runtime.tokenizer.decode(e.ids) for e in excerpts] + [e.text for e in choice.evidence]
         for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready
                 event.evidence = choice.evidence
                 event.found = choice.score >= FOUND_SCORE
-                event.unsupported = unsupported(event.text, texts)
+                event.unsupported = unsupported(event.text, read)
             yield event
 
-    def passages(self, question: str, top_k: int = 4, lexical: bool = True,
-                 max_new_tokens: int = 128) -> list[Excerpt]:
-        """The excerpts an answer to `question` reads (retrieved, widened to lines, fitted to the prompt)."""
+    def passages(self, question: str, top_k: int = 4, lexical: bool = True) -> list[Excerpt]:
+        """The excerpts retrieved for `question`, widened to whole lines, best first (before the prompt is fitted)."""
         blocks = retrieve(self.runtime, self.config, self.index(), self.store, question, top_k, lexical)
-        excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
-                                       MAX_CONTEXT_TOKENS)
-        return fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
+        return excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
 
     def documents(self) -> list[dict]:
         """Every document the store knows (path, name, kind, status, reason, tokens, date, live), live ones first."""

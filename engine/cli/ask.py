@@ -38,12 +38,13 @@ def run(args: argparse.Namespace) -> int:
     if not answer.found:
         console.print("[bold yellow]Not found in your files.[/bold yellow] The answer above may come from the model "
                       "alone; the closest passages:")
-        for excerpt in answer.excerpts[::-1][:3]:
-            console.print(f"  {where(excerpt.citation.paths[0], excerpt.citation.page, excerpt.line_start, excerpt.line_start + sum(excerpt.breaks))}", markup=False)
+        for excerpt in answer.excerpts[::-1][:3]:  # the one holding the best-matching sentence is last
+            span, last = excerpt.citation, excerpt.line_start + sum(excerpt.breaks)
+            console.print(f"  {where(span.paths[0], span.page, excerpt.line_start, last)}", markup=False, soft_wrap=True)
         return 0
     for evidence in answer.evidence:
         console.print(f"Evidence: {where(evidence.path, evidence.page, evidence.start_line, evidence.end_line)} — "
-                      f"\u201c{' '.join(evidence.text.split())}\u201d", markup=False)
+                      f"\u201c{' '.join(evidence.text.split())}\u201d", markup=False, soft_wrap=True)
     if answer.unsupported:
         console.print(f"[yellow]unsupported: {', '.join(answer.unsupported)} (in no passage of your files)[/yellow]")
     if not answer.grounded:

@@ -46,7 +46,7 @@ def ask(capsys, tail: list[str], question: str) -> dict:
 def test_evidence_is_the_sentence_with_its_file_and_line(store, capsys):
     tail, corpus, line = store
     result = ask(capsys, tail, "Where does the spare key for the boathouse hang?")
-    assert result["found"] is True
+    assert result["found"] is True, result
     [evidence] = result["evidence"]
     assert evidence["path"].endswith("boat.md")
     assert evidence["start_line"] == evidence["end_line"] == line
@@ -63,3 +63,13 @@ def test_names_and_numbers_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.", "Room 12 is on the second floor."]
     answer = "Marta Kowalska changed the lock in 2021, with Jonas, in room 12."
     assert unsupported(answer, passages) == ["2021", "Jonas"]
+
+
+def test_the_command_prints_the_evidence_or_says_not_found(store, capsys):
+    tail, _, line = store
+    capsys.readouterr()
+    assert main(["ask", "Where does the spare key for the boathouse hang?", *tail]) == 0
+    out = capsys.readouterr().out
+    assert "Evidence: " in out and f"boat.md:{line}" in out and FACT in out
+    assert main(["ask", "Which volcano erupted during the 1783 expedition of Captain Ferreira?", *tail]) == 0
+    assert "Not found in your files." in capsys.readouterr().out
