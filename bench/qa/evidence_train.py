@@ -60,7 +60,7 @@ def main() -> int:
             window = set().union(*(stems(s.text) for s in pool[max(best - 1, 0):best + 2])) if best is not None else set()
             row = {"id": item["id"], "kind": item["kind"], "coverage_window": len(wanted & window) / max(len(wanted), 1),
                    "coverage_passages": len(wanted & set(stems(" ".join(texts)))) / max(len(wanted), 1),
-                   "best_bm25": choice.score,
+                   "best_bm25": choice.score, "idf_support": choice.support,
                    "evidence": [f"{e.path}:{e.start_line}-{e.end_line} {e.text[:120]}" for e in choice.evidence]}
             if item["kind"] != "absent" and pool:
                 row |= {"any_candidate_in_gold": any(in_gold(item, s) for s in pool),
@@ -79,7 +79,7 @@ def main() -> int:
                                                             "first_sentence_in_gold")}}
     signals = {name: {"auc": auc([r[name] for r in answerable], [r[name] for r in absent]),
                       "thresholds": rates([r[name] for r in answerable], [r[name] for r in absent])}
-               for name in ("coverage_window", "coverage_passages", "best_bm25")}
+               for name in ("coverage_window", "coverage_passages", "best_bm25", "idf_support")}
     result = {"split": "train", "command": "python bench/qa/evidence_train.py", "selection": selection,
               "found_signals": signals, "per_question": rows}
     (ROOT / "bench" / "results" / "qa_evidence_train.json").write_text(json.dumps(result, indent=1) + "\n")

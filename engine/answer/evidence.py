@@ -82,12 +82,15 @@ def bm25(question: set[str], candidates: list[list[str]]) -> list[float]:
 
 @dataclass
 class Choice:
-    """The evidence chosen, which excerpt holds it, and its BM25 score (0 when no sentence shares a word
-    with the question): how well the best sentence matches is what "found" is decided by."""
+    """The evidence chosen, which excerpt holds it, its BM25 score (0 when no sentence shares a word with the
+    question), and `support`: the IDF-weighted share of the question's content stems that the evidence sentence
+    and its neighbours in the excerpt hold (a stem no candidate holds weighs most). Unlike the BM25 score,
+    `support` does not grow with the number of candidates, so it means the same in a small store."""
 
     evidence: list[Evidence]
     excerpt: int | None
     score: float
+    support: float
 
 
 def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) -> Choice:
@@ -95,8 +98,14 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) ->
     wanted = set(stems(question))
     pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
             for sentence in sentences(excerpt, text)]
-    scores = bm25(wanted, [stems(sentence.text) for _, sentence in pool])
+    candidates = [stems(sentence.text) for _, sentence in pool]
+    scores = bm25(wanted, candidates)
     if not scores or max(scores) <= 0:
-        return Choice([], None, 0.0)
+        return Choice([], None, 0.0, 0.0)
     best = max(range(len(scores)), key=scores.__getitem__)
-    return Choice([pool[best][1]], pool[best][0], scores[best])
+    number = pool[best][0]
+    held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number))
+    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
+    weight = {stem: math.log(1 + (len(pool) - frequency[stem] + 0.5) / (frequency[stem] + 0.5)) for stem in wanted}
+    support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
+    return Choice([pool[best][1]], number, scores[best], support)
