@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+from engine.answer.citations import pinned_to_evidence
 from engine.answer.evidence import choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.generation import Answer, Token, answer_stream
@@ -165,6 +166,7 @@ class EngineStore:
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready
                 event.evidence = choice.evidence
+                event.citations = pinned_to_evidence(event.citations, next(iter(choice.evidence), None))
                 event.found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
                 event.unsupported = unsupported(event.text, read)
             yield event

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from engine.answer.citations import Citation, pinned_to_evidence
+from engine.answer.evidence import Evidence
 from engine.answer.support import unsupported
 from engine.cli import main
 from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
@@ -73,3 +75,14 @@ def test_the_command_prints_the_evidence_or_says_not_found(store, capsys):
     assert "Evidence: " in out and f"boat.md:{line}" in out and FACT in out
     assert main(["ask", "Which volcano erupted during the 1783 expedition of Captain Ferreira?", *tail]) == 0
     assert "Not found in your files." in capsys.readouterr().out
+
+
+def test_the_citation_holding_the_evidence_comes_first_marking_its_lines():
+    other = Citation(path="a.md", paths=["a.md"], page=None, start_line=5, end_line=6, text="e\nf",
+                     context="a\nb\nc\nd\ne\nf", context_lines=[1, 6], score=0.5)
+    holder = Citation(path="b.md", paths=["b.md"], page=None, start_line=10, end_line=10, text="first",
+                      context="first\nsecond\nthird", context_lines=[10, 12], score=0.3)
+    pinned = pinned_to_evidence([other, holder], Evidence("b.md", None, 12, 12, "third"))
+    assert [(c.path, c.start_line, c.end_line, c.text) for c in pinned] == [("b.md", 12, 12, "third"),
+                                                                          ("a.md", 5, 6, "e\nf")]
+    assert pinned_to_evidence([other], Evidence("c.md", None, 1, 1, "elsewhere")) == [other]
