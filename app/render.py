@@ -9,7 +9,9 @@ from __future__ import annotations
 from html import escape
 
 from app.corpus import AddProgress, AddResult
-from engine import Citation, StoreFigures
+from engine import Answer, Citation, Evidence, StoreFigures
+
+NOT_FOUND = "Not found in your files."
 
 
 def where(citation: Citation) -> str:
@@ -31,20 +33,40 @@ def marked_lines(first_line: int, lines: list[str], start: int, end: int) -> str
     return "".join(rows)
 
 
-def sources_html(citations: list[Citation], grounded: bool, corpus_share: float) -> str:
-    note = "" if grounded else (
-        f'<p class="ungrounded">This answer drew little on your files ({corpus_share:.0%} of its attention): '
-        f"it may come from the model alone, and the passages below may not support it.</p>")
-    if not citations:
-        return note + '<p class="muted">No passage of your files carried the answer.</p>'
+def evidence_html(evidence: list[Evidence]) -> str:
+    """The supporting sentence(s), verbatim, with file and lines: what a person checks first."""
+    rows = []
+    for item in evidence:
+        page = f", page {item.page}" if item.page else ""
+        lines = f"line {item.start_line}" if item.start_line == item.end_line else f"lines {item.start_line}-{item.end_line}"
+        rows.append(f'<div class="evidence"><b>Evidence</b> · {escape(item.path)}{page}, {lines}'
+                    f"<blockquote>{escape(' '.join(item.text.split()))}</blockquote></div>")
+    return "".join(rows)
+
+
+def sources_html(answer: Answer) -> str:
+    """Evidence first, then the sources; when the question was not found, that said plainly and the passages
+    offered as the closest there are, not as support."""
+    if not answer.found:
+        head = (f'<p class="ungrounded"><b>{NOT_FOUND}</b> The closest passages the engine read:</p>')
+    else:
+        head = evidence_html(answer.evidence)
+        if answer.unsupported:
+            head += (f'<p class="ungrounded">Unsupported (in no passage of your files): '
+                     f"{escape(', '.join(answer.unsupported))}</p>")
+        if not answer.grounded:
+            head += (f'<p class="ungrounded">This answer drew little on your files ({answer.corpus_share:.0%} of its '
+                     f"attention): it may come from the model alone, and the passages below may not support it.</p>")
+    if not answer.citations:
+        return head + '<p class="muted">No passage of your files carried the answer.</p>'
     cards = []
-    for number, citation in enumerate(citations, start=1):
+    for number, citation in enumerate(answer.citations, start=1):
         first, last = citation.context_lines
         body = marked_lines(first, citation.context.split("\n"), citation.start_line, citation.end_line)
         cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>'
                      f'<span class="score">{citation.score:.0%} of the answer\'s attention</span></div>'
                      f'<div class="passage">{body}</div></div>')
-    return note + "".join(cards)
+    return head + "".join(cards)
 
 
 def passage_html(citation: Citation, first_line: int, lines: list[str]) -> str:
@@ -90,4 +112,6 @@ CSS = """
 .passage .num { display: inline-block; width: 3em; color: var(--body-text-color-subdued); user-select: none; }
 .passage mark { background: #fde68a; color: inherit; }
 .ungrounded { color: #b45309; }
+.evidence { margin: 0 0 10px 0; }
+.evidence blockquote { margin: 4px 0 0 0; padding-left: 8px; border-left: 3px solid #fde68a; }
 """

@@ -77,9 +77,10 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
                 history[-1]["content"] = f"⚠ {value.message}"
                 yield history, gr.skip(), "", gr.skip(), gr.skip(), []
             else:
-                history[-1]["content"] = value.text  # the answer kept: a looping last line is dropped
+                # the answer kept (a looping last line dropped); none presented when the question was not found
+                history[-1]["content"] = value.text if value.found else render.NOT_FOUND
                 choices = [(f"[{n}] {render.where(c)}", n - 1) for n, c in enumerate(value.citations, start=1)]
-                yield (history, gr.skip(), render.sources_html(value.citations, value.grounded, value.corpus_share),
+                yield (history, gr.skip(), render.sources_html(value),
                        gr.update(choices=choices, value=None), "", value.citations)
 
     def open_source(index: int | None, citations: list[Citation]) -> str:

@@ -61,28 +61,41 @@ def overlaps(item: dict, path: str, first: int, last: int) -> bool:
     return name_of(path) == item["path"] and first <= item["end_line"] and last >= item["start_line"]
 
 
+def evidence_records(answer) -> list[dict]:
+    return [{"path": name_of(e.path), "start_line": e.start_line, "end_line": e.end_line, "text": e.text}
+            for e in answer.evidence]
+
+
 def record_engine(store, item: dict) -> dict:
-    answer = None
-    for kind, value in store.ask(item["question"], max_new_tokens=MAX_NEW_TOKENS):
-        if kind == "answer":
-            answer = value
+    import engine
+
+    answer = next(event for event in store.ask(item["question"], max_new_tokens=MAX_NEW_TOKENS)
+                  if isinstance(event, engine.Answer))
     excerpts = [{"path": name_of(e.citation.paths[0]), "start_line": e.line_start,
                  "end_line": e.line_start + sum(e.breaks), "text": store.runtime.tokenizer.decode(e.ids)}
                 for e in answer.excerpts]
     return {"answer": answer.text, "grounded": answer.grounded, "corpus_share": answer.corpus_share,
-            "citations": [{"path": name_of(c["path"]), "start_line": c["start_line"], "end_line": c["end_line"],
-                           "score": c["score"]} for c in answer.citations],
+            "found": answer.found, "evidence": evidence_records(answer), "unsupported": answer.unsupported,
+            "citations": [{"path": name_of(c.path), "start_line": c.start_line, "end_line": c.end_line,
+                           "score": c.score} for c in answer.citations],
             "excerpts": excerpts, "timings": answer.timings}
 
 
 def record_baseline(baseline, runtime, item: dict) -> dict:
-    answer = None
-    for kind, value in baseline.ask(runtime, item["question"], MAX_NEW_TOKENS):
-        if kind == "answer":
-            answer = value
+    """The baseline's answer; its evidence is chosen by the engine's selector among its chunks' sentences (so
+    that "answer or evidence right" compares retrieval, not the selector), its abstention only by its words."""
+    import engine
+    from engine.answer.evidence import choose_evidence
+
+    answer = next(event for event in baseline.ask(runtime, item["question"], MAX_NEW_TOKENS)
+                  if isinstance(event, engine.Answer))
+    answer.evidence = choose_evidence(answer.excerpts, [chunk.text for chunk, _ in
+                                                        sorted(answer.hits, key=lambda hit: hit[0].order)],
+                                      item["question"]).evidence
     return {"answer": answer.text, "grounded": answer.grounded, "corpus_share": answer.corpus_share,
-            "citations": [{"path": c["path"], "start_line": c["start_line"], "end_line": c["end_line"],
-                           "score": c["score"]} for c in answer.citations],
+            "evidence": evidence_records(answer),
+            "citations": [{"path": c.path, "start_line": c.start_line, "end_line": c.end_line,
+                           "score": c.score} for c in answer.citations],
             "excerpts": [{"path": chunk.path, "start_line": chunk.line_start,
                           "end_line": chunk.line_start + chunk.text.count("\n"), "text": chunk.text,
                           "similarity": sim} for chunk, sim in answer.hits],
@@ -92,12 +105,18 @@ def record_baseline(baseline, runtime, item: dict) -> dict:
 def score(item: dict, record: dict) -> dict:
     """The figures of one answer to one question."""
     text = record["answer"]
+    said_not_found = record.get("found") is False  # the engine's "found"; the baseline has none
     if item["kind"] == "absent":
-        abstained = bool(REFUSAL.search(text)) or not text.strip()
+        abstained = bool(REFUSAL.search(text)) or not text.strip() or said_not_found
         return {"abstained": abstained, "invented": not abstained, "not_grounded": not record["grounded"]}
     citations = record["citations"]
     hits = [overlaps(item, c["path"], c["start_line"], c["end_line"]) for c in citations]
-    return {"answer_right": any(contains(text, answer) for answer in answer_strings(item)),
+    answer_right = any(contains(text, answer) for answer in answer_strings(item))
+    evidence_right = any(overlaps(item, e["path"], e["start_line"], e["end_line"])
+                         or any(contains(e["text"], answer) for answer in answer_strings(item))
+                         for e in record.get("evidence", []))
+    return {"answer_right": answer_right, "answer_or_evidence_right": answer_right or evidence_right,
+            "evidence_right": evidence_right, "wrongly_not_found": said_not_found,
             "first_citation_right": bool(hits) and hits[0], "top3_right": any(hits[:3]),
             "in_prompt": any(overlaps(item, e["path"], e["start_line"], e["end_line"]) for e in record["excerpts"]),
             "refused": bool(REFUSAL.search(text))}
@@ -122,6 +141,10 @@ def summarise(items: list[dict], records: dict) -> dict:
             first = [seconds for seconds in first if seconds is not None]
             if first:
                 figures["first_token_s_median"] = round(statistics.median(first), 2)
+            timings = [records[item["id"], system]["timings"] for item in chosen]
+            lag = [t["evidence_s"] - t["first_token_s"] for t in timings if "evidence_s" in t and "first_token_s" in t]
+            if lag:  # negative: the evidence was ready before the first token
+                figures["evidence_after_first_token_s_median"] = round(statistics.median(lag), 3)
             per_kind[kind] = figures
         summary[system] = per_kind
     return summary
@@ -211,6 +234,9 @@ def main() -> int:
         "per_question": [{"id": item["id"], "kind": item["kind"], "question": item["question"],
                           **{system: {"answer": records[item["id"], system]["answer"],
                                       "first_citation": (records[item["id"], system]["citations"] or [None])[0],
+                                      "evidence": (records[item["id"], system].get("evidence") or [None])[0],
+                                      "found": records[item["id"], system].get("found"),
+                                      "unsupported": records[item["id"], system].get("unsupported"),
                                       **score(item, records[item["id"], system])}
                              for system in systems if (item["id"], system) in records}}
                          for item in items],

@@ -23,6 +23,7 @@ _LAZY = {
     "Answer": "engine.answer.generation",
     "Token": "engine.answer.generation",
     "Citation": "engine.answer.citations",
+    "Evidence": "engine.answer.evidence",
     "StoreFigures": "engine.memory.segments",
     "Runtime": "engine.runtime",
     "load_runtime": "engine.runtime",

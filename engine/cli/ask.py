@@ -26,12 +26,27 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
     if args.json:
-        print(json.dumps({"answer": answer.text, "grounded": answer.grounded,
+        print(json.dumps({"answer": answer.text, "found": answer.found, "grounded": answer.grounded,
+                          "evidence": [{key: value for key, value in evidence.as_dict().items() if key != "page"}
+                                       for evidence in answer.evidence],
+                          "unsupported": answer.unsupported,
                           "corpus_share": round(answer.corpus_share, 4), "citations": [citation.as_dict() for citation in answer.citations],
                           "timings": {name: round(seconds, 3) for name, seconds in answer.timings.items()}}))
         return 0
     sys.stdout.write("\n")
-    console = Console()
+    console = Console(highlight=False)
+    if not answer.found:
+        console.print("[bold yellow]Not found in your files.[/bold yellow] The answer above may come from the model "
+                      "alone; the closest passages:")
+        for excerpt in answer.excerpts[::-1][:3]:  # the one holding the best-matching sentence is last
+            span, last = excerpt.citation, excerpt.line_start + sum(excerpt.breaks)
+            console.print(f"  {where(span.paths[0], span.page, excerpt.line_start, last)}", markup=False, soft_wrap=True)
+        return 0
+    for evidence in answer.evidence:
+        console.print(f"Evidence: {where(evidence.path, evidence.page, evidence.start_line, evidence.end_line)} — "
+                      f"\u201c{' '.join(evidence.text.split())}\u201d", markup=False, soft_wrap=True)
+    if answer.unsupported:
+        console.print(f"[yellow]unsupported: {', '.join(answer.unsupported)} (in no passage of your files)[/yellow]")
     if not answer.grounded:
         console.print(f"[yellow]note: this answer drew little on your files ({answer.corpus_share:.0%} of its "
                       f"attention); it may come from the model alone.[/yellow]")
@@ -42,3 +57,9 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(citation.path, f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
         console.print(table)
     return 0
+
+
+def where(path: str, page: int | None, first: int, last: int) -> str:
+    """'notes/wifi.md:3-5' / 'manual.pdf p. 2:7'."""
+    lines = f"{first}" if first == last else f"{first}-{last}"
+    return f"{path}{f' p. {page}' if page else ''}:{lines}"

@@ -1,0 +1,85 @@
+"""How the fused retrieval orders the gold block, on the train split only (no generation, minutes on a CPU).
+
+    python bench/qa/retrieval_order.py [--store /work/qa-store]
+
+For each answerable train question: the model heads' ranking and the full-text ranking (the calls `retrieve`
+makes), then each fusion rule's top 4 blocks; a block is "gold" when its lines overlap the gold lines.
+Writes bench/results/qa_retrieval_order_train.json: hit@1 and hit@4 per rule and per kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QA = ROOT / "bench" / "qa"
+RRF_K = 60
+
+
+def rrf(rankings: list[list[int]], weights: list[float]) -> list[int]:
+    """Reciprocal-rank fusion with a weight per list; ties keep the first list's order (as `fuse` did)."""
+    fused: dict[int, float] = defaultdict(float)
+    for ranking, weight in zip(rankings, weights):
+        for rank, block in enumerate(ranking):
+            fused[block] += weight / (RRF_K + rank + 1)
+    return [block for block, _ in sorted(fused.items(), key=lambda item: -item[1])]
+
+
+RULES = {
+    "model_first_on_ties (old fuse)": lambda m, lex: rrf([m, lex], [1.0, 1.0]),
+    "fulltext_first_on_ties": lambda m, lex: rrf([lex, m], [1.0, 1.0]),
+    "fulltext_weight_2": lambda m, lex: rrf([lex, m], [2.0, 1.0]),
+    "fulltext_first_then_model (new retrieve)": lambda m, lex: list(dict.fromkeys(lex + m)),
+    "model_only": lambda m, lex: m,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("/work/qa-store"))
+    args = parser.parse_args()
+    import engine
+    from engine.answer.excerpts import excerpts_for_blocks
+    from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
+
+    items = [item for item in json.loads((QA / "questions_train.json").read_text(encoding="utf-8"))
+             if item["kind"] != "absent"]
+    hits: dict[str, dict[str, list[tuple[bool, bool]]]] = defaultdict(lambda: defaultdict(list))
+    with engine.open_store(args.store, device="cpu") as store:
+        runtime, config = store.runtime, store.config
+
+        def gold(item: dict, block: int) -> bool:
+            for e in excerpts_for_blocks(runtime, store.store, [(block, 0.0)], config.block_tokens, 10_000):
+                first, last = e.line_start, e.line_start + sum(e.breaks)
+                if Path(e.citation.paths[0]).name == item["path"] and first <= item["end_line"] \
+                        and last >= item["start_line"]:
+                    return True
+            return False
+
+        for number, item in enumerate(items, 1):
+            scores = model_block_scores(store.index(), question_queries(runtime, config, item["question"]),
+                                        config.block_tokens)
+            model = sorted(scores, key=lambda block: -scores[block])[:16]
+            lexical = lexical_block_ranking(store.store.db, item["question"], config.block_tokens,
+                                            text_reader(runtime, store.store))
+            for name, rule in RULES.items():
+                top = rule(model, lexical)[:4]
+                flags = [gold(item, block) for block in top]
+                for kind in (item["kind"], "answerable"):
+                    hits[name][kind].append((bool(flags[:1]) and flags[0], any(flags)))
+            print(f"[{number}/{len(items)}] {item['id']}", file=sys.stderr, flush=True)
+    result = {"split": "train", "command": "python bench/qa/retrieval_order.py", "rules": {
+        name: {kind: {"n": len(rows), "hit@1": round(sum(a for a, _ in rows) / len(rows), 3),
+                      "hit@4": round(sum(b for _, b in rows) / len(rows), 3)} for kind, rows in per_kind.items()}
+        for name, per_kind in hits.items()}}
+    (ROOT / "bench" / "results" / "qa_retrieval_order_train.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""An answer's evidence: the sentence of the retrieved excerpts that best matches the question, quoted
+verbatim from the store with its path and lines, and how much of the question it (with its neighbours) covers.
+
+The 135M reader often turns a good passage into a wrong answer; the sentence it should have read is what a
+person can check. Chosen by lexical overlap: BM25 of the question's stemmed content words against each
+sentence, with the document frequencies of the candidate sentences themselves. On the bench/qa train split it
+picked a gold sentence whenever any candidate was gold (bench/results/qa_evidence_train.json); MiniLM cosine
+did worse (bench/results/qa_signals_train.json), and needs a second model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import snowballstemmer
+
+from engine.answer.excerpts import Excerpt
+from engine.answer.retrieval import STOPWORDS
+
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+MIN_WORDS = 3  # a heading or a stray line is no evidence
+BM25_K1, BM25_B = 1.2, 0.75
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A sentence as the store holds it (verbatim, ends trimmed), with where it is."""
+
+    path: str
+    page: int | None
+    start_line: int
+    end_line: int
+    text: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stems(text: str) -> list[str]:
+    """The stems of the content words of `text`, in order (numbers count: a year is content)."""
+    return [_STEMMER.stemWord(word) for word in re.findall(r"\w+", text.lower())
+            if word not in STOPWORDS and len(word) > 1]
+
+
+def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
+    """The sentences (or paragraphs without a full stop) of an excerpt whose text is `text`, each with
+    its first and last line; lines are counted from the excerpt's first line."""
+    found, begin = [], 0
+    for boundary in [*SENTENCE_BREAK.finditer(text), None]:
+        end = boundary.start() if boundary else len(text)
+        piece = text[begin:end]
+        body = piece.strip()
+        if len(re.findall(r"[^\W\d_]{2,}", body)) >= MIN_WORDS:
+            first = excerpt.line_start + text.count("\n", 0, begin + len(piece) - len(piece.lstrip()))
+            found.append(Evidence(excerpt.citation.paths[0], excerpt.citation.page, first,
+                                  first + body.count("\n"), body))
+        begin = boundary.end() if boundary else len(text)
+    return found
+
+
+def bm25(question: set[str], candidates: list[list[str]]) -> list[float]:
+    """BM25 of the question's stems against each candidate (its stems), the candidates being the collection."""
+    count = len(candidates)
+    if not count:
+        return []
+    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
+    average = sum(map(len, candidates)) / count or 1.0
+    scores = []
+    for candidate in candidates:
+        words, total = Counter(candidate), 0.0
+        for stem in question & words.keys():
+            tf, n = words[stem], frequency[stem]
+            idf = math.log(1 + (count - n + 0.5) / (n + 0.5))
+            total += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * len(candidate) / average))
+        scores.append(total)
+    return scores
+
+
+@dataclass
+class Choice:
+    """The evidence chosen, which excerpt holds it, its BM25 score (0 when no sentence shares a word with the
+    question), and `support`: the IDF-weighted share of the question's content stems that the evidence sentence
+    and its neighbours in the excerpt hold (a stem no candidate holds weighs most). Unlike the BM25 score,
+    `support` does not grow with the number of candidates, so it means the same in a small store."""
+
+    evidence: list[Evidence]
+    excerpt: int | None
+    score: float
+    support: float
+
+
+def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) -> Choice:
+    """The best-matching sentence among the excerpts (whose texts are `texts`)."""
+    wanted = set(stems(question))
+    pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
+            for sentence in sentences(excerpt, text)]
+    candidates = [stems(sentence.text) for _, sentence in pool]
+    scores = bm25(wanted, candidates)
+    if not scores or max(scores) <= 0:
+        return Choice([], None, 0.0, 0.0)
+    best = max(range(len(scores)), key=scores.__getitem__)
+    number = pool[best][0]
+    held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number))
+    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
+    weight = {stem: math.log(1 + (len(pool) - frequency[stem] + 0.5) / (frequency[stem] + 0.5)) for stem in wanted}
+    support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
+    return Choice([pool[best][1]], number, scores[best], support)
