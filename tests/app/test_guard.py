@@ -98,13 +98,10 @@ def served(tmp_path_factory):
     pytest.importorskip("transformers")
     from app.server import start
     from tests.app.conftest import free_port
-    from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
+    from tests.engine.tiny_gguf import tiny_model_in
 
     folder = tmp_path_factory.mktemp("guarded-chat")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ENGINE_CACHE", str(folder / "cache"))
-        model = folder / "tiny.gguf"
-        write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+    with tiny_model_in(folder) as model:
         allowed = folder / "notes"
         allowed.mkdir()
         (allowed / "a.md").write_text("# A\n\nThe spare key is under the blue flowerpot.\n")

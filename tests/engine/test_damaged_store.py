@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
+from tests.engine.tiny_gguf import tiny_model_in
 
 pytest.importorskip("transformers")
 
@@ -23,10 +23,7 @@ WORDS = "river stone lantern orchard copper meadow falcon harbor cinder willow q
 def built(tmp_path_factory):
     """(model, a store of three segments read one segment a pass, the corpus), cache kept in the test's folder."""
     folder = tmp_path_factory.mktemp("damage")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ENGINE_CACHE", str(folder / "cache"))
-        model = folder / "tiny.gguf"
-        write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+    with tiny_model_in(folder) as model:
         corpus = folder / "corpus"
         corpus.mkdir()
         for n in range(3):

@@ -12,7 +12,7 @@ from engine.answer.citations import Citation, pinned_to_evidence
 from engine.answer.evidence import Evidence
 from engine.answer.support import unsupported
 from engine.cli import main
-from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
+from tests.engine.tiny_gguf import tiny_model_in
 
 pytest.importorskip("transformers")
 
@@ -25,10 +25,7 @@ FILLER = ["Some thoughts about growing tomatoes, written down on a quiet evening
 def store(tmp_path_factory):
     """(command prefix, the corpus, the fact's 1-based line in notes/boat.md)."""
     folder = tmp_path_factory.mktemp("evidence")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ENGINE_CACHE", str(folder / "cache"))
-        model = folder / "tiny.gguf"
-        write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+    with tiny_model_in(folder) as model:
         corpus = folder / "notes"
         corpus.mkdir()
         lines = ["# Boat notes", ""] + FILLER * 8 + [FACT, ""] + FILLER * 8

@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli import main
 from engine.question import MAX_QUESTION_TOKENS, question_limit
-from tests.engine.tiny_gguf import tiny_reference_model, write_tiny_gguf
+from tests.engine.tiny_gguf import tiny_model_in
 
 pytest.importorskip("transformers")
 
@@ -22,10 +22,7 @@ SENTENCE = "Where did I leave the spare key to the garden shed last spring? "
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
     """(a tiny model, a store it has read), with the weights cache in the test's own folder."""
     folder = tmp_path_factory.mktemp("question")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ENGINE_CACHE", str(folder / "cache"))
-        model = folder / "tiny.gguf"
-        write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+    with tiny_model_in(folder) as model:
         notes = folder / "notes"
         notes.mkdir()
         (notes / "keys.md").write_text("# Keys\n\nThe spare key is under the blue flowerpot by the shed door.\n")

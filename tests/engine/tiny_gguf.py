@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gguf
@@ -113,3 +115,16 @@ def write_tiny_gguf(model, path: Path, qtype: str = "F32", architecture: str = "
 
 def _llamacpp_permute_inverse(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, weight.shape[0] // heads // 2, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+@contextmanager
+def tiny_model_in(folder: Path) -> Iterator[Path]:
+    """A tiny Q8_0 model written into `folder`, with the weights cache kept in `folder/cache` while the
+    block runs (module-scoped fixtures cannot use the function-scoped monkeypatch)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENGINE_CACHE", str(folder / "cache"))
+        model = folder / "tiny.gguf"
+        write_tiny_gguf(tiny_reference_model(), model, "Q8_0")
+        yield model
