@@ -1,7 +1,7 @@
 """Answer quality on real prose nobody in this project wrote: the engine beside an embedding-RAG baseline, in one
 run, on the question set of bench/qa (23 Python Enhancement Proposals, ~225k tokens).
 
-    python bench/bench_qa.py --split train [--store /work/qa-store] [--limit N]
+    python bench/bench_qa.py --split train [--store .qa-store] [--limit N]
 
 Builds the engine's store of bench/qa/corpus when it holds nothing yet (`engine ingest`, minutes to tens of
 minutes on a CPU), then asks every question of the split through the engine (`store.ask`, as `engine ask`) and
@@ -174,7 +174,7 @@ def load_records(path: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("train", "test"), required=True)
-    parser.add_argument("--store", type=Path, default=Path("/work/qa-store"),
+    parser.add_argument("--store", type=Path, default=Path(".qa-store"),
                         help="the engine's store of bench/qa/corpus (built when empty)")
     parser.add_argument("--records", type=Path, help="JSONL of raw answers (default: beside the store)")
     parser.add_argument("--limit", type=int, help="only the first N questions of the split (a quick look)")

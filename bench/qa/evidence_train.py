@@ -1,6 +1,6 @@
 """Evidence sentences and "found" signals on the train split only, without generation (minutes on a CPU).
 
-    python bench/qa/evidence_train.py [--store /work/qa-store]
+    python bench/qa/evidence_train.py [--store .qa-store]
 
 For each train question, the excerpts `engine ask` reads (`EngineStore.passages`), their sentences
 (`engine.answer.evidence.sentences`), and: how often any sentence lies in the gold lines (the ceiling), how often
@@ -41,7 +41,7 @@ def rates(answerable: list[float], absent: list[float]) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, default=Path("/work/qa-store"))
+    parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     args = parser.parse_args()
     import engine
     from engine.answer.evidence import choose_evidence, sentences, stems

@@ -1,6 +1,6 @@
 """How the fused retrieval orders the gold block, on the train split only (no generation, minutes on a CPU).
 
-    python bench/qa/retrieval_order.py [--store /work/qa-store]
+    python bench/qa/retrieval_order.py [--store .qa-store]
 
 For each answerable train question: the model heads' ranking and the full-text ranking (the calls `retrieve`
 makes), then each fusion rule's top 4 blocks; a block is "gold" when its lines overlap the gold lines.
@@ -40,7 +40,7 @@ RULES = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, default=Path("/work/qa-store"))
+    parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     args = parser.parse_args()
     import engine
     from engine.answer.excerpts import excerpts_for_blocks
