@@ -92,8 +92,10 @@ class Corpus:
         self._reader_lock = threading.Lock()
         self._adding = threading.Lock()
 
-    def ask(self, question: str, top_k: int = 4, temperature: float = 0.0) -> Iterator[Token | Answer | AskError]:
-        """The engine's events for `question` (Token ... Answer), or an AskError.
+    def ask(self, question: str, top_k: int = 4, temperature: float = 0.0,
+            previous: str | None = None) -> Iterator[Token | Answer | AskError]:
+        """The engine's events for `question` (Token ... Answer), or an AskError; `previous` (the question
+        asked before it in this conversation) makes it a follow-up.
 
         The answer starts at once, on its own thread, not when the caller first reads: the page can show
         the question while retrieval and the prompt's prefill are already under way."""
@@ -102,7 +104,7 @@ class Corpus:
         def produce() -> None:
             with self._reader_lock:
                 try:
-                    for event in self._reader.ask(question, top_k=top_k, temperature=temperature):
+                    for event in self._reader.ask(question, top_k=top_k, temperature=temperature, previous=previous):
                         events.put(event)
                 except UsageError as error:
                     events.put(AskError(str(error)))

@@ -66,7 +66,7 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
         if not message.strip():
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        events = corpus.ask(message, top_k=int(k), temperature=float(temp))
+        events = corpus.ask(message, top_k=int(k), temperature=float(temp), previous=last_question(history))
         history = list(history) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield history, "", "", gr.update(choices=[], value=None), "", []
         for value in events:
@@ -215,3 +215,11 @@ def settings_markdown(corpus: Corpus) -> str:
     return (f"**Model** `{corpus.runtime.source}` (digest {corpus.runtime.digest[:12]}) on **{corpus.runtime.device}** "
             f"— chosen when the app starts (`engine chat --model … --device …`).\n\n**The store's fixed settings** "
             f"(chosen at its first processing, read-only): {fixed}")
+
+
+def last_question(history: list) -> str | None:
+    """The user's latest question in this conversation (the one a follow-up refers back to), if any."""
+    for turn in reversed(history):
+        if turn.get("role") == "user" and isinstance(turn.get("content"), str) and turn["content"].strip():
+            return turn["content"]
+    return None

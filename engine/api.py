@@ -140,9 +140,17 @@ class EngineStore:
             self._index.refresh(self.store)
 
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
-            temperature: float = 0.0) -> Iterator[Token | Answer]:
-        """Events: a Token for each piece of the answer while it streams, then the Answer with its citations."""
+            temperature: float = 0.0, previous: str | None = None) -> Iterator[Token | Answer]:
+        """Events: a Token for each piece of the answer while it streams, then the Answer with its citations.
+
+        `previous`, the question asked just before, makes this one a follow-up ("and when was that?"): its
+        words join this question's in retrieval and in choosing the evidence, which a question that only
+        points back ("that", "it") could not find alone."""
         check_question(self.runtime.tokenizer, question, self.runtime.config.trained_context)
+        sought = question
+        if previous:
+            check_question(self.runtime.tokenizer, previous, self.runtime.config.trained_context)
+            sought = f"{previous} {question}"
         damage = check_store(self.store, states=self._index is None)  # once built, keys are in memory
         if damage:
             raise UsageError(f"the store is damaged: {damage.line()}; {damage.advice()}")
@@ -151,9 +159,9 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        excerpts = self.passages(question, top_k, lexical)
+        excerpts = self.passages(sought, top_k, lexical)
         retrieved = time.perf_counter() - started
-        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], question)
+        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
         if choice.excerpt is not None:  # first, so that fitting the prompt keeps it
             excerpts.insert(0, excerpts.pop(choice.excerpt))
         excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object: answer, citations, timings")
     ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
     ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
+    ask.add_argument("--follow-up", action="store_true",
+                     help="the question follows the last one asked of this store (\"and when was that?\"): "
+                          "its words join the search")
 
     chat = sub.add_parser("chat", parents=[common], help="start the web chat")
     chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")

@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 
+import platformdirs
 from rich.console import Console
 from rich.table import Table
 
 from engine.answer.generation import Answer
 from engine.api import open_store
 from engine.errors import UsageError
+from ingest import durable
+
+log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1 (got {args.top_k})")
+    previous = None
+    if args.follow_up:
+        previous = last_question(args.store)
+        if previous is None:
+            raise UsageError("--follow-up needs an earlier question to this store: ask one without it first")
     with open_store(args.store, model=args.model, device=args.device) as store:
         answer = None
-        for event in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical):
+        for event in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical, previous=previous):
             if isinstance(event, Answer):
                 answer = event
             elif not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
+    remember_question(args.store, args.question)
     if args.json:
         print(json.dumps({"answer": answer.text, "found": answer.found, "grounded": answer.grounded,
                           "evidence": [{key: value for key, value in evidence.as_dict().items() if key != "page"}
@@ -63,3 +75,34 @@ def where(path: str, page: int | None, first: int, last: int) -> str:
     """'notes/wifi.md:3-5' / 'manual.pdf p. 2:7'."""
     lines = f"{first}" if first == last else f"{first}-{last}"
     return f"{path}{f' p. {page}' if page else ''}:{lines}"
+
+
+def _questions_file() -> Path:
+    """The last question asked of each store, for `--follow-up`: the user's own state, not the store's
+    (asking never writes to a store, and another user asking the same store has their own)."""
+    return platformdirs.user_state_path("wholecorpus") / "last-questions.json"
+
+
+def _last_questions() -> dict[str, str]:
+    try:
+        questions = json.loads(_questions_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return questions if isinstance(questions, dict) else {}
+
+
+def last_question(store: Path) -> str | None:
+    return _last_questions().get(str(Path(store).expanduser().resolve()))
+
+
+def remember_question(store: Path, question: str) -> None:
+    """Records `question` as the last one asked of `store`. A state folder that cannot be written costs only
+    the next `--follow-up`, so it is logged, not raised: the answer was given."""
+    questions = _last_questions() | {str(Path(store).expanduser().resolve()): question}
+    target = _questions_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with durable.written(target) as partial:
+            partial.write_text(json.dumps(questions))
+    except OSError as error:
+        log.warning("could not record the question for --follow-up: %s", error)

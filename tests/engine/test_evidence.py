@@ -36,9 +36,9 @@ def store(tmp_path_factory):
         yield tail, corpus, lines.index(FACT) + 1
 
 
-def ask(capsys, tail: list[str], question: str) -> dict:
+def ask(capsys, tail: list[str], question: str, *options: str) -> dict:
     capsys.readouterr()
-    assert main(["ask", question, "--json", *tail]) == 0
+    assert main(["ask", question, "--json", *options, *tail]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -83,3 +83,15 @@ def test_the_citation_holding_the_evidence_comes_first_marking_its_lines():
     assert [(c.path, c.start_line, c.end_line, c.text) for c in pinned] == [("b.md", 12, 12, "third"),
                                                                           ("a.md", 5, 6, "e\nf")]
     assert pinned_to_evidence([other], Evidence("c.md", None, 1, 1, "elsewhere")) == [other]
+
+
+def test_a_follow_up_finds_its_evidence_through_the_question_before(store, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # where the CLI keeps the last question
+    tail, corpus, line = store
+    assert main(["ask", "Is it still there?", "--follow-up", "--json", *tail]) == 2  # nothing asked before
+    assert ask(capsys, tail, "Is it still there?")["found"] is False  # alone, its words point at nothing
+    ask(capsys, tail, "Where does the spare key for the boathouse hang?")
+    result = ask(capsys, tail, "Is it still there?", "--follow-up")
+    assert result["found"] is True, result
+    [evidence] = result["evidence"]
+    assert evidence["path"].endswith("boat.md") and evidence["start_line"] == line
