@@ -70,20 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the question follows the last one asked of this store (\"and when was that?\"): "
                           "its words join the search")
 
-    chat = sub.add_parser("chat", parents=[common], help="start the web chat")
-    chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    chat.add_argument("--port", type=int, default=7860)
-    chat.add_argument("--auth", nargs="?", const="", default=None, metavar="",
-                      help="require a login (instead of the token) for every request: USER:PASS is read from "
-                           "--auth-file or $ENGINE_CHAT_AUTH, never from the command line")
-    chat.add_argument("--auth-file", type=Path, default=None, metavar="FILE",
-                      help="a file readable only by you holding USER:PASS (implies --auth)")
-    chat.add_argument("--no-token", action="store_true",
-                      help="serve without the random token (anyone who can reach the port can use the chat)")
-    chat.add_argument("--allow-root", action="append", type=Path, default=[], metavar="DIR",
-                      help="folders that may be added from the page lie under DIR (repeatable; default: your "
-                           "home directory)")
-    chat.add_argument("--max-upload-mb", type=float, default=50.0, help="largest file accepted by upload (default 50)")
+    # The chat's own options (--host, --port, --auth, ...) belong to the app, which parses them: they are
+    # passed on as given, and `engine chat --help` shows the app's help.
+    sub.add_parser("chat", parents=[common], add_help=False,
+                   help="start the web chat (its options: engine chat --help)")
 
     selftest = sub.add_parser("selftest", parents=[common], help="prove the memory works")
     selftest.add_argument("test", choices=["passkey"])
@@ -99,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passed_on = parser.parse_known_args(argv)
+    if passed_on and args.command != "chat":
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    args.app_options = passed_on
     args.store = getattr(args, "store", None) or default_store()
     args.model = getattr(args, "model", None)
     args.device = getattr(args, "device", None)
