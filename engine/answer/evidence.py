@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import snowballstemmer
 
 from engine.answer.excerpts import Excerpt
-from engine.answer.retrieval import STOPWORDS
+from engine.answer.retrieval import content_words
 
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 MIN_WORDS = 3  # a heading or a stray line is no evidence
@@ -42,8 +42,7 @@ class Evidence:
 
 def stems(text: str) -> list[str]:
     """The stems of the content words of `text`, in order (numbers count: a year is content)."""
-    return [_STEMMER.stemWord(word) for word in re.findall(r"\w+", text.lower())
-            if word not in STOPWORDS and len(word) > 1]
+    return [_STEMMER.stemWord(word) for word in content_words(text)]
 
 
 def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
@@ -62,20 +61,23 @@ def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
     return found
 
 
-def bm25(question: set[str], candidates: list[list[str]]) -> list[float]:
-    """BM25 of the question's stems against each candidate (its stems), the candidates being the collection."""
+def idf(count: int, holding: int) -> float:
+    """BM25's inverse document frequency of a stem `holding` of `count` candidates hold."""
+    return math.log(1 + (count - holding + 0.5) / (holding + 0.5))
+
+
+def bm25(question: set[str], candidates: list[list[str]], frequency: Counter) -> list[float]:
+    """BM25 of the question's stems against each candidate (its stems), the candidates being the collection;
+    `frequency`: how many candidates hold each stem."""
     count = len(candidates)
-    if not count:
-        return []
-    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
     average = sum(map(len, candidates)) / count or 1.0
     scores = []
     for candidate in candidates:
         words, total = Counter(candidate), 0.0
         for stem in question & words.keys():
-            tf, n = words[stem], frequency[stem]
-            idf = math.log(1 + (count - n + 0.5) / (n + 0.5))
-            total += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * len(candidate) / average))
+            tf = words[stem]
+            total += (idf(count, frequency[stem]) * tf * (BM25_K1 + 1)
+                      / (tf + BM25_K1 * (1 - BM25_B + BM25_B * len(candidate) / average)))
         scores.append(total)
     return scores
 
@@ -99,13 +101,15 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) ->
     pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
             for sentence in sentences(excerpt, text)]
     candidates = [stems(sentence.text) for _, sentence in pool]
-    scores = bm25(wanted, candidates)
-    if not scores or max(scores) <= 0:
+    if not candidates:
+        return Choice([], None, 0.0, 0.0)
+    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
+    scores = bm25(wanted, candidates, frequency)
+    if max(scores) <= 0:
         return Choice([], None, 0.0, 0.0)
     best = max(range(len(scores)), key=scores.__getitem__)
     number = pool[best][0]
     held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number))
-    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
-    weight = {stem: math.log(1 + (len(pool) - frequency[stem] + 0.5) / (frequency[stem] + 0.5)) for stem in wanted}
+    weight = {stem: idf(len(pool), frequency[stem]) for stem in wanted}
     support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
     return Choice([pool[best][1]], number, scores[best], support)

@@ -66,10 +66,14 @@ def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens:
     return scores
 
 
+def content_words(text: str) -> list[str]:
+    """The content words of `text`, lower case, in order (stopwords and single characters left out)."""
+    return [word for word in re.findall(r"\w+", text.lower()) if word not in STOPWORDS and len(word) > 1]
+
+
 def question_words(question: str) -> list[str]:
     """The question's content words, lower case, in order, once each."""
-    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and len(w) > 1]
-    return list(dict.fromkeys(words))
+    return list(dict.fromkeys(content_words(question)))
 
 
 def fts_query(question: str) -> str | None:
