@@ -15,12 +15,11 @@ No torch here: `engine status` uses it without loading the model.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.memory.states import state_path
+from engine.safetensors_header import CutShort, read_header
 from ingest import catalog
 from ingest.sequence import TOKEN_BYTES
 from ingest.store import Store
@@ -86,24 +85,18 @@ def check_store(store: Store, states: bool = True) -> StoreDamage:
 def state_file_problem(path: Path, start: int, end: int) -> str | None:
     """What is wrong with the state file of segment [start, end), or None when it is whole."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                return "cut short"
-            (header_bytes,) = struct.unpack("<Q", prefix)
-            if header_bytes > size - 8:
-                return "cut short"
-            header = json.loads(handle.read(header_bytes))
-        keys, span = header["keys"], header["range"]
-        data_end = max(int(keys["data_offsets"][1]), int(span["data_offsets"][1]))
-        rows = int(keys["shape"][0])
+        header, expected, size = read_header(path)
+        rows = int(header["keys"]["shape"][0])
     except FileNotFoundError:
         return "missing"
+    except CutShort:
+        return "cut short"
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return "not a state file"
-    if 8 + header_bytes + data_end != size:
-        return "cut short" if 8 + header_bytes + data_end > size else "longer than its header says"
+    if "range" not in header:  # a state file holds its segment's range beside the keys
+        return "not a state file"
+    if expected != size:
+        return "cut short" if expected > size else "longer than its header says"
     if rows != end - start:
         return f"holds {rows} tokens, not {end - start}"
     return None

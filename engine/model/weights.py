@@ -10,7 +10,6 @@ short by a full disk or a crash is rebuilt from the GGUF, never a traceback in e
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tokenizers import Tokenizer
 
 from engine.model.files import ModelError, cache_dir, sha256_of
 from engine.model.tokenizer import ChatTokenizer, load_tokenizer, tokenizer_from_gguf_metadata
+from engine.safetensors_header import read_header
 from ingest import durable
 
 CACHE_FORMAT = 1
@@ -245,21 +245,11 @@ def _cache_is_whole(cached: Path) -> bool:
     tensors end exactly at the end of the file (a truncated or padded file does not)."""
     if _read_sidecar(cached) is None:
         return False
-    tensors = cached.with_suffix(".safetensors")
     try:
-        size = tensors.stat().st_size
-        with open(tensors, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                return False
-            (header_bytes,) = struct.unpack("<Q", prefix)
-            if header_bytes > size - 8:
-                return False
-            header = json.loads(handle.read(header_bytes))
-        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+        header, expected, size = read_header(cached.with_suffix(".safetensors"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return False
-    return bool(ends) and 8 + header_bytes + max(ends) == size
+    return any(name != "__metadata__" for name in header) and expected == size
 
 
 def _load_cache(cached: Path, source: Path, digest: str) -> ModelFiles:
