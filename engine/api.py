@@ -22,7 +22,7 @@ from engine.answer.support import unsupported
 from engine.errors import UsageError
 from engine.memory import key_index
 from engine.memory.calibration import calibration_for
-from engine.memory.config import EngineConfig, load_config
+from engine.memory.config import DEFAULT_MEMORY, EngineConfig, load_config
 from engine.memory.key_index import KeyIndex
 from engine.memory.segments import (
     ProcessReport,
@@ -86,14 +86,16 @@ class EngineStore:
             raise UsageError(str(error)) from error
 
     def process(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
-                batch_segments: int | None = None) -> ProcessReport:
+                batch_segments: int | None = None, memory: str = DEFAULT_MEMORY) -> ProcessReport:
         """Reads what is new; `across_ranks` (this process being rank 0 of a joined process group) deals the
         segments out to every rank (`engine.parallel.sharded`). `batch_segments` segments go through the model in one
-        forward pass (default: what suits each device); the stored keys do not depend on it."""
+        forward pass (default: what suits each device); the stored keys do not depend on it. `memory` ("fast" or
+        "best", `engine.memory.config.MEMORY_SETTINGS`) is taken by a store processed for the first time; a store
+        keeps the setting it was first processed with."""
         if batch_segments is not None and batch_segments < 1:
             raise UsageError(f"batch_segments must be at least 1 (got {batch_segments})")
         forget_damaged_segments(self.store, check_store(self.store))  # read again below
-        self.config = config_for_store(self.store.db, self.runtime, lambda: calibration_for(self.runtime))
+        self.config = config_for_store(self.store, self.runtime, lambda: calibration_for(self.runtime), memory)
         if across_ranks:
             from engine.parallel.sharded import coordinate
 
@@ -105,11 +107,11 @@ class EngineStore:
 
     def read_new(self, progress: Callable[[int, int], None] | None = None, across_ranks: bool = False,
                  batch_segments: int | None = None,
-                 indexing: AbstractContextManager | None = None) -> ProcessReport:
+                 indexing: AbstractContextManager | None = None, memory: str = DEFAULT_MEMORY) -> ProcessReport:
         """After an ingest: the model reads what is new (`process`), then the key index is readied for the
         store's new size (`prepare_index`, inside `indexing`, e.g. a progress display). The one order the
         command line and the app both follow."""
-        report = self.process(progress, across_ranks, batch_segments)
+        report = self.process(progress, across_ranks, batch_segments, memory)
         with indexing or nullcontext():
             self.prepare_index()
         return report

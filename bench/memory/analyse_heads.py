@@ -33,11 +33,11 @@ def gold_blocks(blocks: list, item: dict) -> set[int]:
 def hits(rankings: list[list[int]], golds: list[set[int]], kinds: list[str]) -> dict:
     rows = defaultdict(list)
     for ranking, gold, kind in zip(rankings, golds, kinds):
-        flags = [block in gold for block in ranking[:4]]
+        flags = [block in gold for block in ranking[:32]]
         for key in (kind, "answerable"):
-            rows[key].append((bool(flags) and flags[0], any(flags)))
-    return {key: {"n": len(v), "hit@1": round(sum(a for a, _ in v) / len(v), 3),
-                  "hit@4": round(sum(b for _, b in v) / len(v), 3)} for key, v in rows.items()}
+            rows[key].append([any(flags[:k]) for k in (1, 4, 16, 32)])
+    return {key: {"n": len(v), **{f"hit@{k}": round(sum(row[i] for row in v) / len(v), 3)
+                                  for i, k in enumerate((1, 4, 16, 32))}} for key, v in rows.items()}
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -94,6 +94,8 @@ def main() -> int:
     parser.add_argument("--scores", required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--heads", default="", help="score this head set (layer:head,…) instead of choosing")
+    parser.add_argument("--background", action="append", default=[],
+                        help="a scores file of background questions: each block's mean score over them is subtracted")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     questions = json.loads((ROOT / "bench" / "qa" / f"questions_{args.split}.json").read_text(encoding="utf-8"))
@@ -111,7 +113,11 @@ def main() -> int:
                     "fulltext_then_minilm": hits([list(dict.fromkeys(f + m)) for f, m in zip(fulltext, minilm)],
                                                  golds, kinds),
                     "rrf_fulltext_minilm": hits([rrf(f, m) for f, m in zip(fulltext, minilm)], golds, kinds)}
-    for name, variant in (("raw", raw), ("hub_centred", hub_centred(raw))):
+    variants = [("raw", raw), ("hub_centred", hub_centred(raw))]
+    for background in args.background:
+        mean = np.load(args.keys / background).mean(axis=2, keepdims=True)
+        variants.append((f"centred_by:{background}", raw - mean))
+    for name, variant in variants:
         z = zscore(variant)
         singles = []
         for layer in range(z.shape[0]):

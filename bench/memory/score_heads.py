@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--keys", type=Path, required=True)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--questions", type=Path, help="a question file of one's own instead of the split's")
     parser.add_argument("--query", default="own", choices=["own", "all", "last8"])
     parser.add_argument("--centre", default="mean", choices=["mean", "none"])
     args = parser.parse_args()
@@ -64,7 +65,9 @@ def main() -> int:
     keys = np.load(args.keys / "keys.npy", mmap_mode="r")
     tokens, layers, kv_heads, _ = keys.shape
     blocks = (tokens + BLOCK - 1) // BLOCK
-    questions = json.loads((ROOT / "bench" / "qa" / f"questions_{args.split}.json").read_text(encoding="utf-8"))
+    source = args.questions or ROOT / "bench" / "qa" / f"questions_{args.split}.json"
+    questions = json.loads(source.read_text(encoding="utf-8"))
+    name = args.questions.stem if args.questions else args.split
     with engine.open_store(args.store, device="cpu") as store:
         runtime = store.runtime
         if not (args.keys / "blocks.json").exists():
@@ -92,7 +95,7 @@ def main() -> int:
                     best[:, first:last] = sims.view(q.shape[0], last - first, BLOCK).amax(dim=-1)
                 scores[layer, head] = torch.stack([part.mean(dim=0) for part in best.split(sizes)]).numpy()
         print(f"layer {layer} done", file=sys.stderr, flush=True)
-    np.save(args.keys / f"scores-{args.split}-{args.query}-{args.centre}.npy", scores)
+    np.save(args.keys / f"scores-{name}-{args.query}-{args.centre}.npy", scores)
     return 0
 
 

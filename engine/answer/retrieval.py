@@ -14,17 +14,13 @@ rank fusion, which tied both lists' first blocks and kept the heads' first, put 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from engine.memory.config import EngineConfig
 from engine.memory.key_index import KeyIndex
-from engine.model.attention import QueryRecorder
-from engine.model.generate import question_prompt
+from engine.memory.queries import question_queries
 from engine.runtime import Runtime
 from ingest import catalog
 from ingest.sequence import read_tokens
@@ -35,35 +31,44 @@ STOPWORDS = set("a an and are as at be by did do does for from had has have how 
                 "the their there this to was were what when where which who why will with you your me we our".split())
 
 
-@torch.inference_mode()
-def question_queries(runtime: Runtime, config: EngineConfig, question: str) -> list[np.ndarray]:
-    """Per retrieval head, unit pre-RoPE queries (question tokens, head_dim) of the question's own tokens."""
-    prompt, start, own = question_prompt(runtime.tokenizer, question)
-    deepest = max(layer for layer, _ in config.heads)
-    recorder = QueryRecorder(*runtime.model.rope(len(prompt)), {layer for layer, _ in config.heads})
-    runtime.model.run_layers(torch.tensor([prompt], device=runtime.device), recorder, deepest + 1)
-    return [F.normalize(recorder.queries[layer][start:start + own, head].float(), dim=-1).cpu().numpy()
-            for layer, head in config.heads]
+def block_maxsim(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> tuple[list[int], np.ndarray]:
+    """The candidate blocks and, per head, each one's MaxSim: the mean over question tokens of the token's best
+    match inside the block.
+
+    A token's candidates are its `CANDIDATES_PER_TOKEN` best keys; a block none of them falls in gets that token's
+    last candidate similarity, a bound its true best match stays under."""
+    if index.tokens == 0:
+        return [], np.zeros((len(queries), 0))
+    k = min(CANDIDATES_PER_TOKEN, index.tokens)
+    searched = []
+    for head_index, head_queries in zip(index.indexes, queries):
+        similarities, rows = head_index.search(np.ascontiguousarray(head_queries), k)
+        per_token = []
+        for token_sims, token_rows in zip(similarities, rows):
+            valid = token_rows >= 0  # the probed lists of an approximate index may hold fewer than k keys
+            best: dict[int, float] = {}
+            for sim, row in zip(token_sims[valid], token_rows[valid]):
+                block = int(index.positions[row]) // block_tokens
+                best[block] = max(best.get(block, -1.0), float(sim))
+            floor = float(token_sims[valid][-1]) if valid.any() else 0.0
+            per_token.append((best, floor))
+        searched.append(per_token)
+    blocks = sorted({block for per_token in searched for best, _ in per_token for block in best})
+    scores = np.array([[sum(best.get(block, floor) for best, floor in per_token) / len(per_token) for block in blocks]
+                       for per_token in searched])
+    return blocks, scores
 
 
 def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> dict[int, float]:
-    scores: dict[int, float] = defaultdict(float)
-    if index.tokens == 0:
-        return scores
-    k = min(CANDIDATES_PER_TOKEN, index.tokens)
-    for head_index, head_queries in zip(index.indexes, queries):
-        similarities, rows = head_index.search(np.ascontiguousarray(head_queries), k)
-        for token_sims, token_rows in zip(similarities, rows):
-            best: dict[int, float] = {}
-            for sim, row in zip(token_sims, token_rows):
-                if row < 0:  # the probed lists of an approximate index held fewer than k keys
-                    break
-                block = int(index.positions[row]) // block_tokens
-                if sim > best.get(block, -1.0):
-                    best[block] = float(sim)
-            for block, sim in best.items():
-                scores[block] += sim / len(head_queries)
-    return scores
+    """Each candidate block's score: per head its MaxSim (`block_maxsim`) less the block's hub score, standardised
+    over the candidates, so that a head with a wide spread of similarities does not drown the others; summed over
+    heads."""
+    blocks, maxsim = block_maxsim(index, queries, block_tokens)
+    total = np.zeros(len(blocks))
+    for head, scores in enumerate(maxsim):
+        centred = scores - index.block_hubs(blocks, head)
+        total += (centred - centred.mean()) / (centred.std() + 1e-6)
+    return dict(zip(blocks, total.tolist()))
 
 
 def content_words(text: str) -> list[str]:

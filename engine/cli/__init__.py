@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import RunError, UsageError
+from engine.memory.config import DEFAULT_MEMORY, MEMORY_SETTINGS
 from engine.model.files import ModelError
 from engine.store import default_store
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-segments", type=int, default=None, metavar="N",
                         help="segments the model reads in one forward pass, on each device (default: 32 on a GPU, "
                              "4 on the CPU); the stored keys are the same whatever N")
+    ingest.add_argument("--memory", choices=MEMORY_SETTINGS, default=None,
+                        help=f"what the model keeps of a new store (default {DEFAULT_MEMORY}): fast reads a few layers and "
+                             "keeps 2 heads (128 B a token); best reads deeper and keeps 4 (256 B a token). A store "
+                             "keeps the setting it was first read with")
     ingest.add_argument("--no-process", action="store_true",
                         help="only add the files to the catalog; the model reads them at the next ingest")
 

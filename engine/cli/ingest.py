@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine.errors import RunError, UsageError
+from engine.memory.config import DEFAULT_MEMORY, load_config
 from engine.model.files import resolve_model_path
 from engine.store_check import check_store, forget_damaged_segments
 from ingest import catalog
@@ -75,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 _print_summary(Console(), summary, args.store)
             wanted = not args.no_process and bool(catalog.unprocessed_ranges(store.db))
+            memory = _memory_setting(store, args.memory, console)
             processed = _on_devices(store, args.model, args.device, devices, placement, wanted, console,
-                                    args.batch_segments)
+                                    args.batch_segments, memory)
     except StoreError as error:
         raise UsageError(str(error)) from error
     if args.json:
@@ -100,8 +102,21 @@ def _repair(store: Store, console: Console) -> None:
                       highlight=False, soft_wrap=True)
 
 
+def _memory_setting(store: Store, asked: str | None, console: Console) -> str:
+    """The memory setting for this run: the one asked (or the default) for a new store; a store that has one
+    keeps it, and asking for another says so in one line."""
+    config = load_config(store.db)
+    if config is None:
+        return asked or DEFAULT_MEMORY
+    kept = config.memory or "from before the settings"
+    if asked is not None and asked != config.memory:
+        console.print(f"engine ingest: this store keeps the memory it was first read with ({kept}); --memory {asked} "
+                      "applies to a new store", highlight=False, soft_wrap=True)
+    return config.memory or DEFAULT_MEMORY
+
+
 def _on_devices(store: Store, model: str | None, device: str | None, devices: list[str] | None, placement,
-                wanted: bool, console: Console, batch_segments: int | None):
+                wanted: bool, console: Console, batch_segments: int | None, memory: str = DEFAULT_MEMORY):
     """The engine's pass on one device, on processes this one starts (--devices), or on torchrun's ranks."""
     if placement is None and not wanted:
         return None
@@ -114,14 +129,14 @@ def _on_devices(store: Store, model: str | None, device: str | None, devices: li
                 release()
                 return None
             try:
-                return _process(store, model, placement.device, console, batch_segments, across_ranks=True)
+                return _process(store, model, placement.device, console, batch_segments, memory, across_ranks=True)
             except RankLost as lost:
                 raise RunError(_stopped_message(cluster, lost)) from lost
     if devices is None or len(devices) == 1:
-        return _process(store, model, devices[0] if devices else device, console, batch_segments)
+        return _process(store, model, devices[0] if devices else device, console, batch_segments, memory)
     with Cluster.spawn(devices, model) as cluster:
         try:
-            return _process(store, model, devices[0], console, batch_segments, across_ranks=True)
+            return _process(store, model, devices[0], console, batch_segments, memory, across_ranks=True)
         except RankLost as lost:
             raise RunError(_stopped_message(cluster, lost)) from lost
 
@@ -146,12 +161,12 @@ def _serve(placement, model: str | None) -> int:
 
 
 def _process(store: Store, model: str | None, device: str | None, console: Console, batch_segments: int | None,
-             across_ranks: bool = False):
+             memory: str = DEFAULT_MEMORY, across_ranks: bool = False):
     """The engine's pass over what is new: the model reads it and the segment states are written."""
     from engine.api import EngineStore  # imports torch: only when the model must read
     from engine.runtime import load_runtime
 
-    memory = EngineStore(store, load_runtime(model, device))
+    engine_store = EngineStore(store, load_runtime(model, device))
     columns = (TextColumn("[bold]engine"), BarColumn(), TextColumn("{task.fields[counts]}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, disable=not console.is_terminal)
@@ -170,7 +185,7 @@ def _process(store: Store, model: str | None, device: str | None, console: Conso
             yield
 
     with progress:
-        return memory.read_new(advance, across_ranks, batch_segments, indexing())
+        return engine_store.read_new(advance, across_ranks, batch_segments, indexing(), memory)
 
 
 def _model_key(model_path: Path) -> str:

@@ -62,6 +62,7 @@ def _engine(store: Store, index_bytes: int) -> dict | None:
     segments, tokens, state_bytes = recorded_state_bytes(store)
     return {
         "model_digest": config.model_digest[:12],
+        "memory": config.memory or None,
         "retrieval_heads": [list(head) for head in config.heads],
         "segment_tokens": config.segment_tokens,
         "block_tokens": config.block_tokens,
@@ -109,6 +110,7 @@ def _print(console: Console, report: dict) -> None:
         patterns = " + ".join(f"({p['segment_length']:,}, r={p['dilation_rate']})" for p in engine["patterns"])
         per_token = "—" if engine["bytes_per_token"] is None else f"{engine['bytes_per_token']:,.1f}"
         figures.add_row("engine model digest", engine["model_digest"])
+        figures.add_row("memory", engine["memory"] or "from before the settings (one head)")
         figures.add_row("retrieval heads", heads)
         figures.add_row("segment / block tokens", f"{engine['segment_tokens']:,} / {engine['block_tokens']:,}")
         figures.add_row("attention patterns (window, dilation)", f"{patterns}, RoPE {engine['rope_mode']}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,6 +55,9 @@ class Calibration:
     key_means: dict[int, list[list[float]]]
     tokens: int
     trials: int
+    # Head sets per memory setting, measured on a question-answering task (bench/memory/analyse_heads.py);
+    # empty for a model calibrated here on planted facts alone.
+    memory_heads: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         with durable.written(path) as partial:

@@ -31,7 +31,7 @@ from ingest.store import Store
 
 log = logging.getLogger(__name__)
 KEYS_FILE = "keys.safetensors"
-FILE_FORMAT = "1"
+FILE_FORMAT = "2"  # 2: with the blocks' hub scores
 
 
 @dataclass
@@ -39,6 +39,7 @@ class SavedIndex:
     indexes: list[faiss.Index]
     segments: dict[int, int]  # token_start -> token_end, in row order
     trained_rows: int
+    hubs: np.ndarray | None = None  # (blocks, heads), as KeyIndex.hubs
 
 
 def config_digest(config: EngineConfig) -> str:
@@ -64,6 +65,8 @@ def save(store: Store, config: EngineConfig, saved: SavedIndex) -> None:
         _remove_abandoned(folder)
         tensors = {f"head{head}": faiss.serialize_index(index) for head, index in enumerate(saved.indexes)}
         tensors["segments"] = np.array(list(saved.segments.items()), dtype=np.int64).reshape(-1, 2)
+        if saved.hubs is not None:
+            tensors["hubs"] = saved.hubs
         metadata = {"format": FILE_FORMAT, "config": config_digest(config), "trained_rows": str(saved.trained_rows),
                     "segments": segments_digest(store.db, saved.segments) or ""}
         with durable.written(folder / KEYS_FILE) as partial:
@@ -90,7 +93,7 @@ def load(store: Store, config: EngineConfig) -> SavedIndex | None:
     rows = sum(end - start for start, end in segments.items())
     if any(index.ntotal != rows or index.d != len(config.key_means[0]) for index in indexes):
         return None
-    return SavedIndex(indexes, segments, int(metadata["trained_rows"]))
+    return SavedIndex(indexes, segments, int(metadata["trained_rows"]), tensors.get("hubs"))
 
 
 def _remove_abandoned(folder: Path) -> None:

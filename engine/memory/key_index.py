@@ -31,7 +31,7 @@ import numpy as np
 
 from engine.memory import index_file
 from engine.memory.config import EngineConfig
-from engine.memory.states import read_state
+from engine.memory.states import read_state, read_state_hubs
 from ingest import catalog
 from ingest.store import Store
 
@@ -108,6 +108,26 @@ class KeyIndex:
     trained_rows: int = 0  # rows the IVF lists were trained on; 0 while the index is exact
     config: EngineConfig | None = None
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
+    hubs: np.ndarray | None = None  # (blocks, heads) hub scores by block number; zeros where a state has none
+
+    def block_hubs(self, blocks: list[int], head: int) -> np.ndarray:
+        """The hub scores of `blocks` for `head` (0 for blocks the index holds none for)."""
+        if self.hubs is None:
+            return np.zeros(len(blocks))
+        numbers = np.asarray(blocks, dtype=np.int64)
+        inside = numbers < len(self.hubs)
+        return np.where(inside, self.hubs[np.minimum(numbers, len(self.hubs) - 1), head], 0.0)
+
+    def set_hubs(self, first_block: int, hubs: np.ndarray) -> None:
+        """Records the hub scores (blocks, heads) of the blocks from `first_block` on."""
+        end = first_block + len(hubs)
+        if self.hubs is None or len(self.hubs) < end:
+            grown = np.zeros((max(end, 2 * len(self.hubs) if self.hubs is not None else 0), hubs.shape[1]),
+                             dtype=np.float32)
+            if self.hubs is not None:
+                grown[:len(self.hubs)] = self.hubs
+            self.hubs = grown
+        self.hubs[first_block:end] = hubs
 
     @classmethod
     def build(cls, store: Store, config: EngineConfig, exact_max_rows: int | None = None) -> KeyIndex:
@@ -158,9 +178,12 @@ class KeyIndex:
     def add_segments(self, root: Path, segments: list[tuple[int, int]]) -> None:
         """Adds the state files of `segments` (token_start, token_end), in that order."""
         positions = [self.positions]
+        block_tokens = self.config.block_tokens if self.config is not None else None
         for start, _ in segments:
-            begin, end, keys = read_state(root, start)
+            begin, end, keys, hubs = read_state_hubs(root, start)
             self._add_to_heads(keys)
+            if hubs is not None and block_tokens:
+                self.set_hubs(begin // block_tokens, hubs)
             positions.append(np.arange(begin, end, dtype=np.int64))
             self.segments[start] = end
         self.positions = np.concatenate(positions)
@@ -187,6 +210,7 @@ class KeyIndex:
             for index in saved.indexes:
                 index.nprobe = probe_count(index.nlist)
             self.indexes, self.segments, self.trained_rows = saved.indexes, saved.segments, saved.trained_rows
+            self.hubs = saved.hubs
             self.positions = segment_positions(saved.segments)
             self.saved_rows = self.tokens
             return
@@ -197,14 +221,16 @@ class KeyIndex:
             seen += len(keys)
         log.info("training the key index's lists on %d of %d keys", len(np.concatenate(sample)), rows)
         trained = KeyIndex.trained(np.concatenate(sample), rows, self.exact_max_rows)
+        trained.config = self.config
         trained.add_segments(store.root, list(recorded.items()))
-        self.indexes, self.positions, self.segments, self.trained_rows = (
-            trained.indexes, trained.positions, trained.segments, rows)
+        self.indexes, self.positions, self.segments, self.trained_rows, self.hubs = (
+            trained.indexes, trained.positions, trained.segments, rows, trained.hubs)
         if self.config is not None:
             self._save(store)
 
     def _save(self, store: Store) -> None:
-        index_file.save(store, self.config, index_file.SavedIndex(self.indexes, self.segments, self.trained_rows))
+        index_file.save(store, self.config,
+                        index_file.SavedIndex(self.indexes, self.segments, self.trained_rows, self.hubs))
         self.saved_rows = self.tokens
 
 

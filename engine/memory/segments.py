@@ -32,7 +32,9 @@ import torch.nn.functional as F
 
 from engine.errors import UsageError
 from engine.memory.calibration import Calibration
-from engine.memory.config import EngineConfig, load_config
+from engine.memory.config import DEFAULT_MEMORY, EngineConfig, load_config
+from engine.memory.hubs import background_sample, block_hubs
+from engine.memory.queries import background_queries
 from engine.memory.states import recorded_state_bytes, write_states
 from engine.model.attention import DilatedAttention, KeyRecorder
 from engine.runtime import Runtime
@@ -41,12 +43,19 @@ from ingest.sequence import read_tokens
 from ingest.store import Store
 
 
-def config_for_store(db, runtime: Runtime, calibration: Callable[[], Calibration]) -> EngineConfig:
-    """The store's config; a store without one gets this model's, one from another model is refused."""
-    config = load_config(db)
+def config_for_store(store: Store, runtime: Runtime, calibration: Callable[[], Calibration],
+                     memory: str = DEFAULT_MEMORY) -> EngineConfig:
+    """The store's config; a store without one gets this model's for the `memory` setting, with its background
+    passages sampled from the text it holds now; one from another model is refused. A store keeps the config
+    it was first processed with, whatever `memory` says later."""
+    config = load_config(store.db)
     if config is None:
-        config = EngineConfig.from_calibration(runtime, calibration())
-        catalog.set_meta(db, "engine_config", json.dumps(asdict(config)))
+        def text_of(start: int, end: int) -> str:
+            return runtime.tokenizer.decode(read_tokens(store.tokens_path, start, end).tolist())
+
+        background = background_sample(catalog.unprocessed_ranges(store.db), text_of)
+        config = EngineConfig.from_calibration(runtime, calibration(), memory, background)
+        catalog.set_meta(store.db, "engine_config", json.dumps(asdict(config)))
     require_same_model(config, runtime)
     return config
 
@@ -82,12 +91,11 @@ def encode_segments(runtime: Runtime, config: EngineConfig, segments: list[np.nd
     if len({len(ids) for ids in segments}) != 1:
         raise ValueError(f"segments: a batch takes segments of one length (got {sorted({len(i) for i in segments})})")
     model = runtime.model
-    deepest = max(layer for layer, _ in config.heads)
     cos, sin = model.rope(config.segment_tokens)
     recorder = KeyRecorder(DilatedAttention(cos, sin, config.segment_lengths, config.dilation_rates, config.rope_mode),
                            {layer for layer, _ in config.heads})
     tokens = torch.as_tensor(np.stack(segments).astype(np.int64), device=runtime.device)
-    model.run_layers(tokens, recorder, deepest + 1)
+    model.run_layers(tokens, recorder, config.layers_read)
     keys = []
     for (layer, _), kv, mean in zip(config.heads, config.kv_heads, config.key_means):
         centred = recorder.keys[layer][:, :, kv].float() - torch.tensor(mean, device=runtime.device)
@@ -162,6 +170,13 @@ def planned_segments(db, config: EngineConfig) -> list[tuple[int, int]]:
             for start in range(range_start, range_end, config.segment_tokens)]
 
 
+def segment_hubs(config: EngineConfig, queries: list[np.ndarray] | None, keys: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The block hub scores of each segment's keys; None for a store without background passages (from before)."""
+    if queries is None:
+        return None
+    return [block_hubs(segment_keys, queries, config.block_tokens) for segment_keys in keys]
+
+
 def pass_stamp() -> str:
     """When a processing pass started, precise enough that two passes never share it."""
     return datetime.now().astimezone().isoformat(timespec="microseconds")
@@ -181,11 +196,13 @@ def process_store(store: Store, runtime: Runtime, config: EngineConfig,
     started, stamp, host = time.perf_counter(), pass_stamp(), socket.gethostname()
     if progress is not None and total:
         progress(0, total)
+    queries = background_queries(runtime, config) if config.background and batches else None
     for batch in batches:
         began = time.perf_counter()
         keys = encode_segments(runtime, config, [read_tokens(store.tokens_path, start, end) for start, end in batch])
+        hubs = segment_hubs(config, queries, keys)
         seconds = time.perf_counter() - began
-        write_states(store.root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)])
+        write_states(store.root, [(start, end, segment_keys) for (start, end), segment_keys in zip(batch, keys)], hubs)
         catalog.record_segments(store.db, [catalog.SegmentWork(start, end, stamp, 0, 1, host, load.device,
                                                          seconds / len(batch)) for start, end in batch])
         load.segments += len(batch)

@@ -25,8 +25,9 @@ def state_path(root: Path, start: int) -> Path:
     return root / STATES / f"{start:012d}.safetensors"
 
 
-def write_states(root: Path, states: list[tuple[int, int, np.ndarray]]) -> None:
-    """Writes the state files of one step, `(start, end, keys)` each, whole and durable when it returns.
+def write_states(root: Path, states: list[tuple[int, int, np.ndarray]], hubs: list[np.ndarray] | None = None) -> None:
+    """Writes the state files of one step, `(start, end, keys)` each, with each segment's block hub scores
+    (`engine.memory.hubs.block_hubs`) where given, whole and durable when it returns.
 
     Every file goes to a temporary name first; then all of them are fsynced together from a few threads
     (one fsync after another costs a journal commit each, which capped a single writer near 250k tokens/s;
@@ -40,10 +41,13 @@ def write_states(root: Path, states: list[tuple[int, int, np.ndarray]]) -> None:
     folder = root / STATES
     folder.mkdir(exist_ok=True)
     moves = []
-    for start, end, keys in states:
+    for number, (start, end, keys) in enumerate(states):
         path = state_path(root, start)
         partial = path.with_name(path.name + ".part")
-        save_file({"keys": keys, "range": np.array([start, end], dtype=np.int64)}, str(partial))
+        tensors = {"keys": keys, "range": np.array([start, end], dtype=np.int64)}
+        if hubs is not None:
+            tensors["hubs"] = hubs[number]
+        save_file(tensors, str(partial))
         moves.append((partial, path))
     if len(moves) == 1:
         durable.sync_file(moves[0][0])
@@ -56,9 +60,15 @@ def write_states(root: Path, states: list[tuple[int, int, np.ndarray]]) -> None:
 
 
 def read_state(root: Path, start: int) -> tuple[int, int, np.ndarray]:
+    begin, end, keys, _ = read_state_hubs(root, start)
+    return begin, end, keys
+
+
+def read_state_hubs(root: Path, start: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+    """A state file's range, keys and block hub scores (None in a file from before hub scores)."""
     state = load_file(str(state_path(root, start)))
     begin, end = (int(x) for x in state["range"])
-    return begin, end, state["keys"]
+    return begin, end, state["keys"], state.get("hubs")
 
 
 def recorded_state_bytes(store: Store) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from engine.errors import UsageError
 from engine.memory.config import EngineConfig, config_from_values
+from engine.memory.queries import background_queries
 from engine.memory.segments import (
     ProcessReport,
     RankLoad,
@@ -34,6 +35,7 @@ from engine.memory.segments import (
     encode_segments,
     pass_stamp,
     planned_segments,
+    segment_hubs,
 )
 from engine.memory.states import write_states
 from engine.model.files import ModelError
@@ -94,6 +96,7 @@ def coordinate(store: Store, runtime: Runtime, config: EngineConfig,
     comm = _comm_device(runtime)
     if progress is not None and total:
         progress(0, total)
+    queries = background_queries(runtime, config) if config.background and steps else None
     for step in steps:
         outgoing = [_token_tensor([read_tokens(store.tokens_path, *segment) for segment in batch], config, rows, comm)
                     for batch in step]
@@ -113,7 +116,7 @@ def coordinate(store: Store, runtime: Runtime, config: EngineConfig,
             if rank and batch:
                 report.exchanged_bytes += outgoing[rank].numel() * outgoing[rank].element_size()
                 report.exchanged_bytes += keys[rank].numel() * keys[rank].element_size()
-        write_states(store.root, states)
+        write_states(store.root, states, segment_hubs(config, queries, [keys for _, _, keys in states]))
         catalog.record_segments(store.db, work)
         report.segments += len(work)
         report.tokens += sum(end - start for start, end, _ in states)
