@@ -163,6 +163,7 @@ class EngineStore:
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
         excerpts = self.passages(sought, top_k, lexical)
+        nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
         found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
@@ -184,13 +185,14 @@ class EngineStore:
                     event.citations = supporting(pinned_to_evidence(event.citations, evidence), evidence,
                                                  event.text, sought)
                 else:
-                    event.citations, event.closest = [], self._closest(excerpts, evidence)
+                    event.citations, event.closest = [], self._closest(nearest, evidence)
                 event.unsupported = unsupported(event.text, read)
             yield event
 
     def _closest(self, excerpts: list[Excerpt], evidence: Evidence | None) -> list[Citation]:
-        """For a question not found: the CLOSEST passages the prompt held, the one holding the best-matching
-        sentence first (marking it), then by the answer's attention; none of them is said to support anything."""
+        """For a question not found: the CLOSEST of the retrieved passages (`excerpts`), the one holding the
+        best-matching sentence first (marking it), then those the answer looked at most, then the others in the
+        corpus' order. None of them is said to support anything."""
         ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
         records = [citation_record(e, self.runtime.tokenizer.decode(e.ids)) for e in ranked]
         return pinned_to_evidence(records, evidence)[:CLOSEST]
