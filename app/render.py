@@ -47,15 +47,15 @@ def evidence_html(evidence: list[Evidence]) -> str:
 
 
 def _not_found_head(closest: str) -> str:
-    return f'<p class="ungrounded"><b>{NOT_FOUND}</b> {closest}</p>'
+    return f'<p class="ungrounded"><b>{NOT_FOUND}</b>{" " + closest if closest else ""}</p>'
 
 
 def grounds_html(grounds: Grounds) -> str:
     """What the panel shows while the answer streams: the evidence (or that the question was not found), known
-    before the first token; the sources follow when the answer is done."""
+    before the first token, and a line (class `pending`) saying the sources follow when the answer is done."""
     if not grounds.found:
-        return _not_found_head("The closest passages the engine read follow when it is done.")
-    return evidence_html(grounds.evidence) + '<p class="muted">The sources follow when the answer is done.</p>'
+        return _not_found_head("") + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
+    return evidence_html(grounds.evidence) + '<p class="muted pending">The sources follow when the answer is done.</p>'
 
 
 def listed(answer: Answer) -> list[Citation]:
