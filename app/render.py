@@ -46,7 +46,7 @@ def evidence_html(evidence: list[Evidence]) -> str:
     return "".join(rows)
 
 
-def _not_found_head(closest: str) -> str:
+def _not_found_head(closest: str = "") -> str:
     return f'<p class="ungrounded"><b>{NOT_FOUND}</b>{" " + closest if closest else ""}</p>'
 
 
@@ -54,7 +54,7 @@ def grounds_html(grounds: Grounds) -> str:
     """What the panel shows while the answer streams: the evidence (or that the question was not found), known
     before the first token, and a line (class `pending`) saying the sources follow when the answer is done."""
     if not grounds.found:
-        return _not_found_head("") + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
+        return _not_found_head() + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
     return evidence_html(grounds.evidence) + '<p class="muted pending">The sources follow when the answer is done.</p>'
 
 
@@ -102,14 +102,14 @@ def passage_html(citation: Citation, first_line: int, lines: list[str]) -> str:
             f'<div class="passage">{body}</div></div>')
 
 
-# Run by the document view (a gr.HTML's js_on_load) each time it shows a passage: scrolls the passage's box,
-# and only it, so that the first cited line sits a line or two below its top (the lines before it stay a scroll
-# away). The box scrolls when the passage is longer than it, and a wrapped line or two pushes the cited ones out.
+# Run by the document view (a gr.HTML's js_on_load) each time it shows a passage: scrolls the passage's box, and
+# only it (not the page), so that the first cited line sits a sixth of the way down (the lines before it a scroll
+# away). Without it the box opened at its first line, and a few long wrapped lines hid the cited ones below.
 SCROLL_TO_CITED = f"""
 watch('value', () => {{
   const line = element.querySelector('#{FIRST_CITED}');
   const box = line && line.closest('.passage');
-  if (box) box.scrollTop = line.offsetTop - box.offsetTop - 2 * line.offsetHeight;
+  if (box) box.scrollTop = line.offsetTop - box.offsetTop - box.clientHeight / 6;
 }});
 """
 
