@@ -9,9 +9,10 @@ from __future__ import annotations
 from html import escape
 
 from app.corpus import AddProgress, AddResult
-from engine import Answer, Citation, Evidence, StoreFigures
+from engine import Answer, Citation, Evidence, Grounds, StoreFigures
 
 NOT_FOUND = "Not found in your files."
+FIRST_CITED = "first-cited"  # the id of a document view's first cited line, which the page scrolls to
 
 
 def where(citation: Citation) -> str:
@@ -22,13 +23,14 @@ def where(citation: Citation) -> str:
     return f"{citation.path}{page}, {lines}"
 
 
-def marked_lines(first_line: int, lines: list[str], start: int, end: int) -> str:
-    """Numbered lines, those from `start` to `end` marked."""
+def marked_lines(first_line: int, lines: list[str], start: int, end: int, anchor: str | None = None) -> str:
+    """Numbered lines, those from `start` to `end` marked; the first of them carries the id `anchor`, if given."""
     rows = []
     for number, line in enumerate(lines, start=first_line):
         text = escape(line) or "&nbsp;"
         cited = start <= number <= end
-        rows.append(f'<div class="line{" cited" if cited else ""}"><span class="num">{number}</span>'
+        where = f' id="{anchor}"' if anchor and number == start else ""
+        rows.append(f'<div class="line{" cited" if cited else ""}"{where}><span class="num">{number}</span>'
                     f'{"<mark>" + text + "</mark>" if cited else text}</div>')
     return "".join(rows)
 
@@ -44,11 +46,31 @@ def evidence_html(evidence: list[Evidence]) -> str:
     return "".join(rows)
 
 
+def _not_found_head(closest: str = "") -> str:
+    return f'<p class="ungrounded"><b>{NOT_FOUND}</b>{" " + closest if closest else ""}</p>'
+
+
+def grounds_html(grounds: Grounds) -> str:
+    """What the panel shows while the answer streams: the evidence (or that the question was not found), known
+    before the first token, and a line (class `pending`) saying the sources follow when the answer is done."""
+    if not grounds.found:
+        return _not_found_head() + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
+    return evidence_html(grounds.evidence) + '<p class="muted pending">The sources follow when the answer is done.</p>'
+
+
+def listed(answer: Answer) -> list[Citation]:
+    """The passages the panel lists: the citations that support the answer, or, when the question was not
+    found, the closest passages."""
+    return answer.citations if answer.found else answer.closest
+
+
 def sources_html(answer: Answer) -> str:
-    """Evidence first, then the sources; when the question was not found, that said plainly and the passages
-    offered as the closest there are, not as support."""
+    """Evidence first, then the sources that support the answer; when the question was not found, that said
+    plainly and the closest passages offered as what they are, not as support."""
     if not answer.found:
-        head = (f'<p class="ungrounded"><b>{NOT_FOUND}</b> The closest passages the engine read:</p>')
+        head = _not_found_head("The closest passages the engine read (none of them answers it):")
+        if not answer.closest:
+            return head
     else:
         head = evidence_html(answer.evidence)
         if answer.unsupported:
@@ -56,11 +78,12 @@ def sources_html(answer: Answer) -> str:
                      f"{escape(', '.join(answer.unsupported))}</p>")
         if not answer.grounded:
             head += (f'<p class="ungrounded">This answer drew little on your files ({answer.corpus_share:.0%} of its '
-                     f"attention): it may come from the model alone, and the passages below may not support it.</p>")
-    if not answer.citations:
-        return head + '<p class="muted">No passage of your files carried the answer.</p>'
+                     f"attention): it may come from the model alone.</p>")
+        if not answer.citations:
+            return head + ('<p class="muted">No passage the engine read holds what the answer says: check it '
+                           "against the evidence.</p>")
     cards = []
-    for number, citation in enumerate(answer.citations, start=1):
+    for number, citation in enumerate(listed(answer), start=1):
         first, last = citation.context_lines
         body = marked_lines(first, citation.context.split("\n"), citation.start_line, citation.end_line)
         cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>'
@@ -70,11 +93,25 @@ def sources_html(answer: Answer) -> str:
 
 
 def passage_html(citation: Citation, first_line: int, lines: list[str]) -> str:
+    """A passage in its document, the cited lines marked, the first of them with the id FIRST_CITED (the page
+    scrolls the view to it: `SCROLL_TO_CITED`)."""
     if not lines:
         return f'<p class="muted">{escape(citation.path)} is no longer in the store.</p>'
+    body = marked_lines(first_line, lines, citation.start_line, citation.end_line, anchor=FIRST_CITED)
     return (f'<div class="source"><div class="head"><b>{escape(where(citation))}</b> in its document</div>'
-            f'<div class="passage">{marked_lines(first_line, lines, citation.start_line, citation.end_line)}'
-            f"</div></div>")
+            f'<div class="passage">{body}</div></div>')
+
+
+# Run by the document view (a gr.HTML's js_on_load) each time it shows a passage: scrolls the passage's box, and
+# only it (not the page), so that the first cited line sits a sixth of the way down (the lines before it a scroll
+# away). Without it the box opened at its first line, and a few long wrapped lines hid the cited ones below.
+SCROLL_TO_CITED = f"""
+watch('value', () => {{
+  const line = element.querySelector('#{FIRST_CITED}');
+  const box = line && line.closest('.passage');
+  if (box) box.scrollTop = line.offsetTop - box.offsetTop - box.clientHeight / 6;
+}});
+"""
 
 
 def figures_markdown(figures: StoreFigures, root: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 from app import render
 from app.corpus import AddProgress, AskError, Corpus
 from app.uploads import Upload
-from engine import READABLE_SUFFIXES, Citation, StoreFigures, Token, UsageError, run_passkey, summarise
+from engine import READABLE_SUFFIXES, Citation, Grounds, StoreFigures, Token, UsageError, run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
 SELFTEST_LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
@@ -60,7 +60,7 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
             gr.Markdown("**Sources**")
             sources = gr.HTML(elem_id="sources")
             pick = gr.Radio(label="Open a source in its document", choices=[], elem_id="pick")
-            passage = gr.HTML(elem_id="passage")
+            passage = gr.HTML(elem_id="passage", js_on_load=render.SCROLL_TO_CITED)
 
     def respond(message: str, history: list, k: float, temp: float):
         if not message.strip():
@@ -69,19 +69,27 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
         events = corpus.ask(message, top_k=int(k), temperature=float(temp), previous=last_question(history))
         history = list(history) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield history, "", "", gr.update(choices=[], value=None), "", []
+        found = True
         for value in events:
-            if isinstance(value, Token):
-                history[-1]["content"] += value.text
-                yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            if isinstance(value, Grounds):  # before the first token: the evidence shows while the answer streams
+                found = value.found
+                if not found:  # the model's words would be taken back at the end: they are not shown
+                    history[-1]["content"] = render.NOT_FOUND
+                yield history, gr.skip(), render.grounds_html(value), gr.skip(), gr.skip(), gr.skip()
+            elif isinstance(value, Token):
+                if found:
+                    history[-1]["content"] += value.text
+                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             elif isinstance(value, AskError):
                 history[-1]["content"] = f"⚠ {value.message}"
                 yield history, gr.skip(), "", gr.skip(), gr.skip(), []
             else:
                 # the answer kept (a looping last line dropped); none presented when the question was not found
                 history[-1]["content"] = value.text if value.found else render.NOT_FOUND
-                choices = [(f"[{n}] {render.where(c)}", n - 1) for n, c in enumerate(value.citations, start=1)]
+                shown = render.listed(value)
+                choices = [(f"[{n}] {render.where(c)}", n - 1) for n, c in enumerate(shown, start=1)]
                 yield (history, gr.skip(), render.sources_html(value),
-                       gr.update(choices=choices, value=None), "", value.citations)
+                       gr.update(choices=choices, value=None), "", shown)
 
     def open_source(index: int | None, citations: list[Citation]) -> str:
         if index is None or index >= len(citations):

@@ -26,20 +26,20 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from app.server import ServeOptions, start
-from engine.answer.generation import Token
+from engine.answer.generation import Answer, Token
 from engine.api import open_store
 from engine.runtime import load_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the page driver is shared with the browser test
-from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question  # noqa: E402
+from tests.app.browser import CHROMIUM_FLAGS, SOURCES_SHOWN, TIMEOUT_MS, send_question  # noqa: E402
 
 QUESTIONS = [q["question"] for q in json.loads((ROOT / "data" / "questions.json").read_text())["questions"]]
 
 
 def browser_first_token(page, question: str) -> float:
     first = send_question(page, question)
-    page.wait_for_function("() => document.querySelector('#sources').innerText.trim().length > 0", timeout=TIMEOUT_MS)
+    page.wait_for_function(SOURCES_SHOWN, timeout=TIMEOUT_MS)
     return first
 
 
@@ -80,7 +80,7 @@ def main() -> None:
                     sent = time.perf_counter()
                     in_browser = browser_first_token(page, question)
                     corpus.ask = ask
-                    engine = next(v for k, v in corpus.ask(question) if k == "answer").timings["first_token_s"]
+                    engine = next(e for e in corpus.ask(question) if isinstance(e, Answer)).timings["first_token_s"]
                     rows.append({"question": question, "browser_s": round(in_browser, 3), "engine_s": round(engine, 3),
                                  "send_to_server_s": round(marks["called"] - sent, 3),
                                  "server_first_token_s": round(marks["first"] - marks["called"], 3),

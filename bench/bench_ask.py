@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from engine.answer.generation import Answer
+from engine.answer.generation import Answer, Token
 from engine.answer.retrieval import retrieve
 from engine.api import open_store
 from engine.memory.states import recorded_state_bytes
@@ -77,7 +77,7 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
     for event in store.ask(question, top_k=top_k, max_new_tokens=max_new_tokens, lexical=lexical):
         if isinstance(event, Answer):
             answer = event
-        elif first_token_cpu is None:
+        elif isinstance(event, Token) and first_token_cpu is None:
             first_token_cpu = time.process_time() - cpu_started
     return {"answer": answer.text, "citations": [c.path for c in answer.citations], "grounded": answer.grounded,
             **{name: round(seconds, 3) for name, seconds in answer.timings.items()},

@@ -13,12 +13,17 @@ interrupted run resumes where it stopped.
 Per kind and system: answer right (an acceptable answer string in the answer, case and spaces normalised, on word
 boundaries), first citation right (the first citation overlaps the gold lines), any of the top 3 citations right,
 the gold lines anywhere in the prompt, and on absent questions: abstained (the answer says it cannot find it)
-or invented (anything else); time to first token (from before retrieval).
+or invented (anything else); time to first token (from before retrieval). Over all the citations of a kind:
+the share that does not support the answer (`cited_not_supporting`: the cited lines hold neither an acceptable
+answer string nor any gold line; on an absent question no citation can). The engine cites only passages it
+judges to support the answer, and none when it says "not found" (the closest passages it then shows are
+recorded apart, as `closest`); the baseline cites every passage the answer put 2% of its attention on.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import re
@@ -61,6 +66,29 @@ def overlaps(item: dict, path: str, first: int, last: int) -> bool:
     return name_of(path) == item["path"] and first <= item["end_line"] and last >= item["start_line"]
 
 
+@functools.cache
+def corpus_lines(name: str) -> list[str]:
+    return (QA / "corpus" / name).read_text(encoding="utf-8").splitlines()
+
+
+def supports_gold(item: dict, citation: dict) -> bool:
+    """Whether a citation's lines (read from the corpus file) overlap the gold lines or hold an acceptable
+    answer string; never, for an absent question (the corpus holds no answer to it)."""
+    if item["kind"] == "absent":
+        return False
+    path, first, last = citation["path"], citation["start_line"], citation["end_line"]
+    if overlaps(item, path, first, last):
+        return True
+    text = "\n".join(corpus_lines(name_of(path))[first - 1:last])
+    return any(contains(text, answer) for answer in answer_strings(item))
+
+
+def citations_not_supporting(item: dict, record: dict) -> tuple[int, int]:
+    """(citations that do not support the answer, citations) of one answer."""
+    citations = record["citations"]
+    return sum(not supports_gold(item, citation) for citation in citations), len(citations)
+
+
 def evidence_records(answer) -> list[dict]:
     return [{"path": name_of(e.path), "start_line": e.start_line, "end_line": e.end_line, "text": e.text}
             for e in answer.evidence]
@@ -78,6 +106,8 @@ def record_engine(store, item: dict) -> dict:
             "found": answer.found, "evidence": evidence_records(answer), "unsupported": answer.unsupported,
             "citations": [{"path": name_of(c.path), "start_line": c.start_line, "end_line": c.end_line,
                            "score": c.score} for c in answer.citations],
+            "closest": [{"path": name_of(c.path), "start_line": c.start_line, "end_line": c.end_line,
+                         "score": c.score} for c in answer.closest],
             "excerpts": excerpts, "timings": answer.timings}
 
 
@@ -137,6 +167,11 @@ def summarise(items: list[dict], records: dict) -> dict:
             figures = {"n": len(chosen)}
             for name in scores[0]:
                 figures[name] = round(sum(s[name] for s in scores) / len(scores), 3)
+            counts = [citations_not_supporting(item, records[item["id"], system]) for item in chosen]
+            cited = sum(total for _, total in counts)
+            figures["citations_per_answer"] = round(cited / len(chosen), 2)
+            if cited:
+                figures["cited_not_supporting"] = round(sum(bad for bad, _ in counts) / cited, 3)
             first = [records[item["id"], system]["timings"].get("first_token_s") for item in chosen]
             first = [seconds for seconds in first if seconds is not None]
             if first:

@@ -22,6 +22,7 @@ _LAZY = {
     "binary_reason": "engine.api",
     "Answer": "engine.answer.generation",
     "Token": "engine.answer.generation",
+    "Grounds": "engine.answer.generation",
     "Citation": "engine.answer.citations",
     "Evidence": "engine.answer.evidence",
     "StoreFigures": "engine.memory.segments",

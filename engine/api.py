@@ -2,7 +2,8 @@
 
     store = engine.open_store("~/corpus-store")
     for event in store.ask("Where is the spare key?"):
-        ...   # engine.Token pieces while the answer streams, then the engine.Answer with its citations
+        ...   # engine.Grounds (the evidence) first, engine.Token pieces while the answer streams,
+              # then the engine.Answer with the citations that support it
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from engine.answer.citations import pinned_to_evidence
-from engine.answer.evidence import choose_evidence
+from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
+from engine.answer.evidence import Evidence, choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
-from engine.answer.generation import Answer, Token, answer_stream
+from engine.answer.generation import Answer, Grounds, Token, answer_stream
 from engine.answer.prompt import fit_excerpts
 from engine.answer.retrieval import retrieve
 from engine.answer.support import unsupported
@@ -53,6 +54,7 @@ MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 # text's, whose answer no retrieved sentence held).
 FOUND_SCORE = 4.5
 FOUND_SUPPORT = 0.5
+CLOSEST = 3  # passages offered when a question was not found: enough to see what the files hold nearby
 # File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
 READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
 __all__ = ["EngineStore", "READABLE_SUFFIXES", "binary_reason", "open_store"]  # binary_reason: the app's upload check
@@ -142,8 +144,9 @@ class EngineStore:
             self._index.refresh(self.store)
 
     def ask(self, question: str, top_k: int = 4, max_new_tokens: int = 128, lexical: bool = True,
-            temperature: float = 0.0, previous: str | None = None) -> Iterator[Token | Answer]:
-        """Events: a Token for each piece of the answer while it streams, then the Answer with its citations.
+            temperature: float = 0.0, previous: str | None = None) -> Iterator[Grounds | Token | Answer]:
+        """Events: the Grounds (evidence, found or not) before the answer starts, a Token for each piece of the
+        answer while it streams, then the Answer with the citations that support it.
 
         `previous`, the question asked just before, makes this one a follow-up ("and when was that?"): its
         words join this question's in retrieval and in choosing the evidence, which a question that only
@@ -162,24 +165,39 @@ class EngineStore:
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
         excerpts = self.passages(sought, top_k, lexical)
+        nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
+        found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
+        evidence = next(iter(choice.evidence), None)
         if choice.excerpt is not None:  # first, so that fitting the prompt keeps it
             excerpts.insert(0, excerpts.pop(choice.excerpt))
         excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
         if choice.excerpt is not None and excerpts:  # the small model reads the excerpt closest to the question
             excerpts.append(excerpts.pop(0))
         evidence_ready = time.perf_counter() - started
+        yield Grounds(choice.evidence, found)
         read = [self.runtime.tokenizer.decode(e.ids) for e in excerpts] + [e.text for e in choice.evidence]
         for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready
-                event.evidence = choice.evidence
-                event.citations = pinned_to_evidence(event.citations, next(iter(choice.evidence), None))
-                event.found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
+                event.evidence, event.found = choice.evidence, found
+                if found:
+                    event.citations = supporting(pinned_to_evidence(event.citations, evidence), evidence,
+                                                 event.text, sought)
+                else:
+                    event.citations, event.closest = [], self._closest(nearest, evidence)
                 event.unsupported = unsupported(event.text, read)
             yield event
+
+    def _closest(self, excerpts: list[Excerpt], evidence: Evidence | None) -> list[Citation]:
+        """For a question not found: the CLOSEST of the retrieved passages (`excerpts`), the one holding the
+        best-matching sentence first (marking it), then those the answer looked at most, then the others in the
+        corpus' order. None of them is said to support anything."""
+        ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
+        records = [citation_record(e, self.runtime.tokenizer.decode(e.ids)) for e in ranked]
+        return pinned_to_evidence(records, evidence)[:CLOSEST]
 
     def passages(self, question: str, top_k: int = 4, lexical: bool = True) -> list[Excerpt]:
         """The excerpts retrieved for `question`, widened to whole lines, best first (before the prompt is fitted)."""

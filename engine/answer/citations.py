@@ -1,8 +1,11 @@
-"""What an answer cites: the excerpts it put its attention on, measured by one more pass of the model.
+"""What an answer cites: the excerpts it put its attention on, measured by one more pass of the model, kept
+only where they support the answer.
 
 Citations are ranked by that attention mass, not by retrieval score: a retrieved span the answer
-ignored is not cited. When the answer put little of its attention on the corpus at all, the result
-says so (`grounded` false) instead of attaching whatever retrieval returned.
+ignored is not cited. Attention alone does not say the answer drew on a passage (the small model spreads
+it over every excerpt it reads), so a citation is kept only when its passage holds the evidence sentence or
+the words the answer adds to the question (`supporting`). When the answer put little of its attention on
+the corpus at all, the result says so (`grounded` false) instead of attaching whatever retrieval returned.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from engine.answer.evidence import Evidence
-from engine.answer.excerpts import Excerpt
+from engine.answer.evidence import Evidence, stems
+from engine.answer.excerpts import MAX_CITED_LINES, Excerpt
 from engine.model.attention import AttentionMass
 from engine.runtime import Runtime
 
 SINK_TOKENS = 4
 GROUNDED_SHARE = 0.2
 CITED_SHARE = 0.02  # an excerpt with less of the answer's attention than this is not cited
+# A passage supports an answer when its marked lines hold at least this share of the content words the answer
+# adds to the question: a majority, so that one common word shared by chance ("module", "version") does not
+# make a passage a source, while a long answer that also says things of its own can still cite where it drew.
+SUPPORT_SHARE = 0.5
 
 
 @dataclass
@@ -93,3 +100,55 @@ def pinned_to_evidence(citations: list[Citation], evidence: Evidence | None) -> 
                              text="\n".join(lines))
             return [pinned, *citations[:number], *citations[number + 1:]]
     return citations
+
+
+def holds_evidence(citation: Citation, evidence: Evidence | None) -> bool:
+    """Whether the citation's marked lines are the evidence sentence's (as `pinned_to_evidence` marks them)."""
+    return (evidence is not None and citation.path == evidence.path and citation.page == evidence.page
+            and (citation.start_line, citation.end_line) == (evidence.start_line, evidence.end_line))
+
+
+def added_words(answer: str, question: str) -> set[str]:
+    """The stems of the content words (names and numbers included) the answer adds to the question. The
+    question's own words are left out: retrieval found every passage by them, so that a passage holds them
+    says nothing about whether the answer drew on it."""
+    return set(stems(answer)) - set(stems(question))
+
+
+def supporting_lines(citation: Citation, wanted: set[str]) -> tuple[int, int] | None:
+    """The lines of the citation's passage that hold at least SUPPORT_SHARE of `wanted`: its marked lines when
+    they do, else the shortest run of at most MAX_CITED_LINES lines holding the most of them (the answer's
+    attention often sat a line or two off what it repeated); None when no run holds enough."""
+    if not wanted:
+        return None
+    first = citation.context_lines[0]
+    lines = [set(stems(line)) & wanted for line in citation.context.split("\n")]
+
+    def share(low: int, high: int) -> float:
+        return len(set().union(*lines[low - first:high - first + 1])) / len(wanted)
+
+    if share(citation.start_line, citation.end_line) >= SUPPORT_SHARE:
+        return citation.start_line, citation.end_line
+    runs = [(low, low + length - 1) for length in range(1, MAX_CITED_LINES + 1)
+            for low in range(first, first + len(lines) - length + 1)]
+    best = max(runs, key=lambda run: (share(*run), run[0] - run[1]))  # the most words, then the fewest lines
+    return best if share(*best) >= SUPPORT_SHARE else None
+
+
+def supporting(citations: list[Citation], evidence: Evidence | None, answer: str, question: str) -> list[Citation]:
+    """The citations whose passage supports the answer, in their order: the one marking the evidence sentence,
+    and those holding at least SUPPORT_SHARE of the words the answer adds to the question (marked where they
+    hold them). The others the answer did not draw on, whatever attention it gave them: they are dropped."""
+    wanted = added_words(answer, question)
+    kept = []
+    for citation in citations:
+        if holds_evidence(citation, evidence):
+            kept.append(citation)
+            continue
+        lines = supporting_lines(citation, wanted)
+        if lines is not None:
+            low, high = lines
+            first = citation.context_lines[0]
+            text = "\n".join(citation.context.split("\n")[low - first:high - first + 1])
+            kept.append(replace(citation, start_line=low, end_line=high, text=text))
+    return kept

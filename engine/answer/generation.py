@@ -18,6 +18,16 @@ from engine.runtime import Runtime
 
 
 @dataclass(frozen=True)
+class Grounds:
+    """What the answer will rest on, known before its first token: the evidence sentence(s) and whether the
+    question was found in the files. Chosen from the retrieved passages before generation starts, so a
+    caller can show them while the answer streams rather than after it."""
+
+    evidence: list[Evidence]
+    found: bool
+
+
+@dataclass(frozen=True)
 class Token:
     """A piece of the answer as it streams."""
 
@@ -28,10 +38,12 @@ class Token:
 class Answer:
     """The answer kept (a repeating tail cut off), what it cites, the sentence(s) that support it, whether the
     question was found in the files, the names and numbers no passage holds, whether it drew on the corpus,
-    timings."""
+    timings. `citations`: the passages that support the answer (none when the question was not found);
+    `closest`: when it was not found, the passages that come nearest it, offered as that and not as support."""
 
     text: str = ""
     citations: list[Citation] = field(default_factory=list)
+    closest: list[Citation] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     found: bool = False
     unsupported: list[str] = field(default_factory=list)

@@ -12,7 +12,7 @@ import platformdirs
 from rich.console import Console
 from rich.table import Table
 
-from engine.answer.generation import Answer
+from engine.answer.generation import Answer, Token
 from engine.api import open_store
 from engine.errors import UsageError
 from ingest import durable
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         for event in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical, previous=previous):
             if isinstance(event, Answer):
                 answer = event
-            elif not args.json:
+            elif isinstance(event, Token) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
     remember_question(args.store, args.question)
@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
                           "evidence": [{key: value for key, value in evidence.as_dict().items() if key != "page"}
                                        for evidence in answer.evidence],
                           "unsupported": answer.unsupported,
-                          "corpus_share": round(answer.corpus_share, 4), "citations": [citation.as_dict() for citation in answer.citations],
+                          "corpus_share": round(answer.corpus_share, 4),
+                          "citations": [citation.as_dict() for citation in answer.citations],
+                          "closest": [citation.as_dict() for citation in answer.closest],
                           "timings": {name: round(seconds, 3) for name, seconds in answer.timings.items()}}))
         return 0
     sys.stdout.write("\n")
@@ -50,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if not answer.found:
         console.print("[bold yellow]Not found in your files.[/bold yellow] The answer above may come from the model "
                       "alone; the closest passages:")
-        for excerpt in answer.excerpts[::-1][:3]:  # the one holding the best-matching sentence is last
-            span, last = excerpt.citation, excerpt.line_start + sum(excerpt.breaks)
-            console.print(f"  {where(span.paths[0], span.page, excerpt.line_start, last)}", markup=False, soft_wrap=True)
+        for passage in answer.closest:
+            console.print(f"  {where(passage.path, passage.page, passage.start_line, passage.end_line)}",
+                          markup=False, soft_wrap=True)
         return 0
     for evidence in answer.evidence:
         console.print(f"Evidence: {where(evidence.path, evidence.page, evidence.start_line, evidence.end_line)} — "
@@ -62,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
     if not answer.grounded:
         console.print(f"[yellow]note: this answer drew little on your files ({answer.corpus_share:.0%} of its "
                       f"attention); it may come from the model alone.[/yellow]")
-    if answer.citations:
-        table = Table("source", "lines", "share", title="sources", title_justify="left")
-        for citation in answer.citations:
-            page = f"p. {citation.page}, " if citation.page else ""
-            table.add_row(citation.path, f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
-        console.print(table)
+    if not answer.citations:
+        console.print("[yellow]sources: no passage read holds what this answer says; check it against the "
+                      "evidence.[/yellow]")
+        return 0
+    table = Table("source", "lines", "share", title="sources", title_justify="left")
+    for citation in answer.citations:
+        page = f"p. {citation.page}, " if citation.page else ""
+        table.add_row(citation.path, f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
+    console.print(table)
     return 0
 
 

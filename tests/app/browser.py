@@ -7,6 +7,10 @@ import time
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                   "--disable-background-networking", "--disable-component-update"]
 TIMEOUT_MS = 300_000
+# The sources panel once the answer is done: shown, and no longer saying the sources follow (the evidence shows
+# before the answer ends, with a `.pending` line).
+SOURCES_SHOWN = ("() => { const panel = document.querySelector('#sources'); "
+                 "return panel.innerText.trim().length > 0 && !panel.querySelector('.pending') }")
 
 
 def send_question(page, question: str) -> float:

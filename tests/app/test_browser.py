@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine import Answer
-from tests.app.browser import CHROMIUM_FLAGS, TIMEOUT_MS, send_question
+from tests.app.browser import CHROMIUM_FLAGS, SOURCES_SHOWN, TIMEOUT_MS, send_question
 from tests.app.conftest import TOKEN, serving
 
 
@@ -55,13 +55,19 @@ def browser_page(sample_store, tmp_path_factory):
 
 
 def ask(page, question: str, expected_source: str) -> tuple[float, str, str]:
-    """Sends `question`; returns (seconds to the first streamed token, answer, sources) once the sources
-    name `expected_source` (the test fails if they never do)."""
+    """Sends `question`; returns (seconds to the first streamed token, answer, sources) once the answer is done
+    and its sources shown (the test fails unless they name `expected_source`)."""
     first_token = send_question(page, question)
-    page.wait_for_function("name => document.querySelector('#sources').innerText.includes(name)",
-                           arg=expected_source, timeout=TIMEOUT_MS)
+    page.wait_for_function(SOURCES_SHOWN, timeout=TIMEOUT_MS)
+    assert expected_source in page.inner_text("#sources")
     answer = page.locator("#chat [data-testid='bot']").last.inner_text()
     return first_token, answer, page.inner_text("#sources")
+
+
+# Whether the document view's first cited line lies wholly inside its scrolling box.
+CITED_IN_VIEW = ("() => { const line = document.querySelector('#passage #first-cited'); "
+                 "const box = line.closest('.passage').getBoundingClientRect(); const rect = line.getBoundingClientRect(); "
+                 "return box.height > 0 && rect.top >= box.top && rect.bottom <= box.bottom }")
 
 
 def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path):
@@ -79,8 +85,10 @@ def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path
     engine_first = next(event for event in corpus.ask(question) if isinstance(event, Answer)).timings["first_token_s"]
 
     note = tmp_path / "sailing-notes.md"
-    note.write_text("# Sailing\n\nThe sailboat Kestrel is moored at pier 7 in Hamnen, berth B12.\n"
-                    "The spare tiller is kept in the blue locker on the pier.\n")
+    log = ["Varnished the teak rail again today and coiled the halyards; the winter cover still needs two new "
+           f"grommets and the club wants the work list by Friday (entry {day})." for day in range(1, 31)]
+    note.write_text("# Sailing\n\n" + "\n".join(log) + "\nThe sailboat Kestrel is moored at pier 7 in Hamnen, "
+                    "berth B12.\nThe spare tiller is kept in the blue locker on the pier.\n")
     page.get_by_role("tab", name="Corpus").click()
     page.set_input_files("#upload input[type='file']", str(note))
     page.wait_for_function("() => document.querySelector('#documents').innerText.includes('sailing-notes.md')",
@@ -90,6 +98,10 @@ def test_ask_upload_and_ask_about_the_upload_in_a_browser(browser_page, tmp_path
     page.get_by_role("tab", name="Chat").click()
     _, answer, sources = ask(page, "Where is the sailboat Kestrel moored?", "sailing-notes.md")
     assert answer.strip()
+    # Opened in its document, the cited lines (below a dozen long lines that wrap) are in view at once.
+    page.locator("#pick label").first.click()
+    page.wait_for_selector("#passage #first-cited", timeout=60_000)
+    page.wait_for_function(CITED_IN_VIEW, timeout=10_000)
     results.joinpath("app_first_token.json").write_text(json.dumps({
         "what": "seconds from pressing Send to the first streamed token in Chromium, beside the engine's own "
                 "first_token_s for the same question on the same store (measured in tests/app/test_browser.py)",

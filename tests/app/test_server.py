@@ -3,7 +3,6 @@ exceed the limit, `--auth` serves nothing without a login, and two conversations
 
 from __future__ import annotations
 
-import re
 import threading
 
 import httpx
@@ -11,8 +10,6 @@ import pytest
 from gradio_client import Client
 
 from tests.app.conftest import AUTH, serving
-
-GENERATED = re.compile(r"^[0-9a-f]{8}-[A-Za-z0-9_-]+\.md$")
 
 
 def upload_raw(url: str, name: str, data: bytes, **kwargs) -> httpx.Response:
@@ -27,19 +24,19 @@ def server(sample_store, tmp_path_factory):
         yield served
 
 
-def test_an_upload_named_with_a_path_is_kept_inside_the_store_under_a_generated_name(server, tmp_path):
-    url, _corpus, root = server
+def test_an_upload_named_with_a_path_is_kept_inside_the_store_under_its_own_file_name(server, tmp_path):
+    url, corpus, root = server
     response = upload_raw(url, "../../../../escape.md", b"# Escape\n\nThe canoe paddles hang in the boathouse.\n")
     assert response.status_code == 200, response.text
     received = response.json()
     assert all(path.endswith("escape.md") for path in received)  # where Gradio keeps it, outside the store
     files = [{"path": path, "meta": {"_type": "gradio.FileData"}} for path in received]
     status = Client(url, headers=AUTH, verbose=False).predict(files, api_name="/add_uploads")[1]
-    uploads = list((root / "uploads").iterdir())
-    assert len(uploads) == 1 and GENERATED.match(uploads[0].name), uploads
-    assert uploads[0].read_text().startswith("# Escape")
-    assert not any(path.name == "escape.md" for path in root.parent.rglob("escape.md"))
+    assert list((root / "uploads").iterdir()) == [root / "uploads" / "escape.md"]
+    assert (root / "uploads" / "escape.md").read_text().startswith("# Escape")
+    assert list(root.parent.rglob("escape.md")) == [root / "uploads" / "escape.md"]  # nothing escaped the store
     assert "Added 1" in status
+    assert "escape.md" in [row["name"] for row in corpus.documents()]  # the name the user sees
 
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_kept(server):

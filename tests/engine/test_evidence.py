@@ -5,12 +5,15 @@ model reads the store: evidence is chosen by the question's words, whatever the 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from engine.answer.citations import Citation, pinned_to_evidence
+from engine import Answer, Grounds, Token
+from engine.answer.citations import Citation, pinned_to_evidence, supporting
 from engine.answer.evidence import Evidence
 from engine.answer.support import unsupported
+from engine.api import open_store
 from engine.cli import main
 from tests.engine.tiny_gguf import tiny_model_in
 
@@ -95,3 +98,79 @@ def test_a_follow_up_finds_its_evidence_through_the_question_before(store, capsy
     assert result["found"] is True, result
     [evidence] = result["evidence"]
     assert evidence["path"].endswith("boat.md") and evidence["start_line"] == line
+
+
+def open_tail(tail: list[str]):
+    """The store the command-line options `tail` name, opened through the API."""
+    options = dict(zip(tail[::2], tail[1::2]))
+    return open_store(options["--store"], model=options["--model"], device=options["--device"])
+
+
+def test_the_evidence_and_the_found_decision_come_before_the_first_token(store):
+    tail, _, line = store
+    with open_tail(tail) as opened:
+        events = list(opened.ask("Where does the spare key for the boathouse hang?", max_new_tokens=8))
+        absent = list(opened.ask("Which volcano erupted during the 1783 expedition of Captain Ferreira?",
+                                 max_new_tokens=8))
+    grounds, answer = events[0], events[-1]
+    assert isinstance(grounds, Grounds) and isinstance(answer, Answer)
+    assert all(isinstance(event, Token) for event in events[1:-1])
+    assert grounds.found is True and [e.start_line for e in grounds.evidence] == [line]
+    assert grounds.evidence == answer.evidence and answer.found is True
+    assert isinstance(absent[0], Grounds) and absent[0].found is False and absent[-1].found is False
+
+
+def test_a_question_not_found_cites_nothing_and_offers_the_closest_passages(store, capsys):
+    tail, _, _ = store
+    result = ask(capsys, tail, "Which volcano erupted during the 1783 expedition of Captain Ferreira?")
+    assert result["found"] is False
+    assert result["citations"] == [] and result["closest"], result
+    assert {"path", "start_line", "end_line", "text", "context"} <= set(result["closest"][0])
+
+
+def test_a_found_answer_cites_only_passages_that_hold_the_evidence_or_its_words(store, capsys):
+    """Whatever the tiny model writes, each citation kept marks the evidence sentence or lines holding at least
+    half of the words the answer adds to the question."""
+    tail, corpus, line = store
+    question = "Where does the spare key for the boathouse hang?"
+    result = ask(capsys, tail, question)
+    added = {word for word in re.findall(r"[a-z0-9]+", result["answer"].lower())} - set(re.findall(r"[a-z]+",
+                                                                                                    question.lower()))
+    for citation in result["citations"]:
+        marked = (citation["start_line"], citation["end_line"]) == (line, line) and citation["path"].endswith("boat.md")
+        assert marked or any(word in citation["text"].lower() for word in added), citation
+
+
+def passage(path: str, lines: list[str], first: int, marked: tuple[int, int]) -> Citation:
+    low, high = marked
+    return Citation(path=path, paths=[path], page=None, start_line=low, end_line=high,
+                    text="\n".join(lines[low - first:high - first + 1]), context="\n".join(lines),
+                    context_lines=[first, first + len(lines) - 1], score=0.3)
+
+
+BOAT = ["# Boat notes", "The boathouse is by the lake.", "The spare key hangs behind the blue tide clock.",
+        "Tomatoes grow in the garden."]
+KEY = Evidence("boat.md", None, 12, 12, BOAT[2])
+
+
+def test_a_passage_without_the_evidence_or_the_answers_words_is_not_cited():
+    holder = passage("boat.md", BOAT, 10, (12, 12))
+    garden = passage("garden.md", ["Tomatoes need sun.", "Chess has rules.", "The lake froze in winter."], 1, (1, 2))
+    kept = supporting([holder, garden], KEY, "Behind the blue tide clock.", "Where does the spare key hang?")
+    assert kept == [holder]
+
+
+def test_a_passage_holding_the_answers_words_elsewhere_is_cited_at_those_lines():
+    """The attention marked line 10; the words the answer adds ("lake", "boathouse") are on line 11."""
+    lake = passage("boat.md", BOAT, 10, (10, 10))
+    [kept] = supporting([lake], None, "The boathouse is by the lake.", "Where is it?")
+    assert (kept.start_line, kept.end_line, kept.text) == (11, 11, BOAT[1])
+
+
+def test_the_questions_own_words_are_no_sign_that_a_passage_was_drawn_on():
+    """Retrieval found every passage by the question's words; an answer that only repeats them cites nothing
+    but the evidence."""
+    other = passage("boat.md", BOAT, 10, (11, 11))
+    assert supporting([other], KEY, "The boathouse key.", "Where is the boathouse key?") == []
+    holder = passage("boat.md", BOAT, 10, (12, 12))
+    assert supporting([holder, other], KEY, "The boathouse key.", "Where is the boathouse key?") == [holder]
