@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from engine.memory.config import EngineConfig
 from engine.memory.key_index import KeyIndex
@@ -31,16 +32,17 @@ STOPWORDS = set("a an and are as at be by did do does for from had has have how 
                 "the their there this to was were what when where which who why will with you your me we our".split())
 
 
-def block_maxsim(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> tuple[list[int], np.ndarray]:
-    """The candidate blocks and, per head, each one's MaxSim: the mean over question tokens of the token's best
-    match inside the block.
+Matches = list[list[tuple[dict[int, float], float]]]  # per head, per question token: (block -> best sim, floor)
 
-    A token's candidates are its `CANDIDATES_PER_TOKEN` best keys; a block none of them falls in gets that token's
-    last candidate similarity, a bound its true best match stays under."""
+
+def candidate_matches(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> tuple[list[int], Matches]:
+    """The candidate blocks, and per head and question token the best similarity inside each block among the
+    token's `CANDIDATES_PER_TOKEN` best keys, with the last of those similarities (a bound the best match of a
+    block outside them stays under)."""
     if index.tokens == 0:
-        return [], np.zeros((len(queries), 0))
+        return [], [[] for _ in queries]
     k = min(CANDIDATES_PER_TOKEN, index.tokens)
-    searched = []
+    matches: Matches = []
     for head_index, head_queries in zip(index.indexes, queries):
         similarities, rows = head_index.search(np.ascontiguousarray(head_queries), k)
         per_token = []
@@ -50,23 +52,58 @@ def block_maxsim(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) 
             for sim, row in zip(token_sims[valid], token_rows[valid]):
                 block = int(index.positions[row]) // block_tokens
                 best[block] = max(best.get(block, -1.0), float(sim))
-            floor = float(token_sims[valid][-1]) if valid.any() else 0.0
-            per_token.append((best, floor))
-        searched.append(per_token)
-    blocks = sorted({block for per_token in searched for best, _ in per_token for block in best})
-    scores = np.array([[sum(best.get(block, floor) for best, floor in per_token) / len(per_token) for block in blocks]
-                       for per_token in searched])
-    return blocks, scores
+            per_token.append((best, float(token_sims[valid][-1]) if valid.any() else 0.0))
+        matches.append(per_token)
+    return sorted({block for per_token in matches for best, _ in per_token for block in best}), matches
+
+
+def block_maxsim(blocks: list[int], per_token: list[tuple[dict[int, float], float]],
+                 missing: np.ndarray | None = None) -> np.ndarray:
+    """One head's MaxSim of each block: the mean over question tokens of the token's best match inside the block.
+    A block outside a token's candidates counts `missing[block]` there, but never more than the token's floor
+    (the token's floor itself when `missing` is None)."""
+    scores = np.zeros(len(blocks))
+    for best, floor in per_token:
+        fallback = np.full(len(blocks), floor) if missing is None else np.minimum(missing, floor)
+        scores += [best.get(block, fallback[i]) for i, block in enumerate(blocks)]
+    return scores / max(len(per_token), 1)
+
+
+def exact_block_maxsim(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> tuple[list[int], np.ndarray]:
+    """Every block's MaxSim for each head (heads, blocks), from every stored key: one product of the question's
+    queries with the exact index's keys, then the best per block."""
+    blocks_of = torch.from_numpy(index.positions // block_tokens)
+    blocks, rows_block = torch.unique(blocks_of, return_inverse=True)
+    scores = []
+    for head, head_queries in enumerate(queries):
+        sims = torch.from_numpy(np.ascontiguousarray(head_queries)) @ torch.from_numpy(index.exact_keys(head)).T
+        best = torch.full((sims.shape[0], len(blocks)), -1.0).scatter_reduce(
+            1, rows_block.expand_as(sims), sims, reduce="amax", include_self=False)
+        scores.append(best.mean(dim=0).numpy())
+    return blocks.tolist(), np.array(scores)
 
 
 def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> dict[int, float]:
-    """Each candidate block's score: per head its MaxSim (`block_maxsim`) less the block's hub score, standardised
-    over the candidates, so that a head with a wide spread of similarities does not drown the others; summed over
-    heads."""
-    blocks, maxsim = block_maxsim(index, queries, block_tokens)
+    """Each block's score: per head its MaxSim less the block's hub score (what it scores against ordinary
+    text), standardised over the blocks so that a head with a wide spread of similarities does not drown the
+    others; summed over heads.
+
+    The exact index scores every block from every key (on the QA train split, 43% of questions had the gold
+    block in the top 4 this way, 16% from the candidates alone). An approximate index scores the candidate blocks
+    only; where a block is outside a question token's candidates, its hub score stands in for the match (no sign
+    of more than ordinary)."""
+    if index.tokens and index.exact_keys(0) is not None:
+        blocks, maxsim = exact_block_maxsim(index, queries, block_tokens)
+        total = np.zeros(len(blocks))
+        for head, scores in enumerate(maxsim):
+            centred = scores - index.block_hubs(blocks, head)
+            total += (centred - centred.mean()) / (centred.std() + 1e-6)
+        return dict(zip(blocks, total.tolist()))
+    blocks, matches = candidate_matches(index, queries, block_tokens)
     total = np.zeros(len(blocks))
-    for head, scores in enumerate(maxsim):
-        centred = scores - index.block_hubs(blocks, head)
+    for head, per_token in enumerate(matches):
+        hubs = index.block_hubs(blocks, head)
+        centred = block_maxsim(blocks, per_token, hubs if index.hubs is not None else None) - hubs
         total += (centred - centred.mean()) / (centred.std() + 1e-6)
     return dict(zip(blocks, total.tolist()))
 

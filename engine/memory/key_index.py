@@ -110,6 +110,14 @@ class KeyIndex:
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
     hubs: np.ndarray | None = None  # (blocks, heads) hub scores by block number; zeros where a state has none
 
+    def exact_keys(self, head: int) -> np.ndarray | None:
+        """The unit keys of `head` in row order, read in place from the exact index; None once it is approximate
+        (its lists hold codes, not an array of keys)."""
+        index = self.indexes[head]
+        if self.approximate or not isinstance(index, faiss.IndexFlat):
+            return None
+        return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+
     def block_hubs(self, blocks: list[int], head: int) -> np.ndarray:
         """The hub scores of `blocks` for `head` (0 for blocks the index holds none for)."""
         if self.hubs is None:

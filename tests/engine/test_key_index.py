@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.answer.retrieval import CANDIDATES_PER_TOKEN, block_maxsim, model_block_scores
+from engine.answer.retrieval import CANDIDATES_PER_TOKEN, block_maxsim, candidate_matches, model_block_scores
 from engine.memory import index_file
 from engine.memory.config import EngineConfig
 from engine.memory.key_index import KeyIndex, unit_keys
@@ -75,8 +75,8 @@ def test_approximate_index_finds_the_planted_block_the_brute_force_finds(store):
     assert index.approximate
     scores = model_block_scores(index, [queries], BLOCK)
     assert max(scores, key=scores.get) == planted
-    blocks, maxsim = block_maxsim(index, [queries], BLOCK)
-    assert maxsim[0][blocks.index(planted)] == pytest.approx(expected[planted], abs=1e-4)  # 8-bit codes: int8 exactly
+    blocks, matches = candidate_matches(index, [queries], BLOCK)
+    assert block_maxsim(blocks, matches[0])[blocks.index(planted)] == pytest.approx(expected[planted], abs=1e-4)  # 8-bit codes: int8 exactly
 
 
 def test_refresh_across_the_threshold_and_retraining_keeps_rows_at_their_tokens(store):
