@@ -15,6 +15,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from engine.answer.generation import Answer
 from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 from engine.api import open_store
 from engine.runtime import load_runtime
@@ -64,7 +65,7 @@ def main() -> None:
                 model_top = sorted(scores, key=lambda b: -scores[b])[:args.top_k]
                 lexical_top = lexical_block_ranking(db, question["question"], config.block_tokens,
                                                     text_reader(runtime, store.store))[:args.top_k]
-                answer = next(v for k, v in store.ask(question["question"], top_k=args.top_k) if k == "answer")
+                answer = next(event for event in store.ask(question["question"], top_k=args.top_k) if isinstance(event, Answer))
                 cited = [c for c in answer.citations if c.path.endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],
                              "correct": answer_matches(answer.text, question["answer"]),

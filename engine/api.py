@@ -200,7 +200,7 @@ class EngineStore:
         return pinned_to_evidence(records, evidence)[:CLOSEST]
 
     def passages(self, question: str, top_k: int = 4, lexical: bool = True) -> list[Excerpt]:
-        """The excerpts retrieved for `question`, widened to whole lines, best first (before the prompt is fitted)."""
+        """The excerpts retrieved for `question`, widened to whole lines, in corpus order (before the prompt is fitted)."""
         blocks = retrieve(self.runtime, self.config, self.index(), self.store, question, top_k, lexical)
         return excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
 
