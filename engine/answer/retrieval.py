@@ -94,16 +94,13 @@ def model_block_scores(index: KeyIndex, queries: list[np.ndarray], block_tokens:
     of more than ordinary)."""
     if index.tokens and index.exact_keys(0) is not None:
         blocks, maxsim = exact_block_maxsim(index, queries, block_tokens)
-        total = np.zeros(len(blocks))
-        for head, scores in enumerate(maxsim):
-            centred = scores - index.block_hubs(blocks, head)
-            total += (centred - centred.mean()) / (centred.std() + 1e-6)
-        return dict(zip(blocks, total.tolist()))
-    blocks, matches = candidate_matches(index, queries, block_tokens)
+    else:
+        blocks, matches = candidate_matches(index, queries, block_tokens)
+        maxsim = [block_maxsim(blocks, per_token, index.block_hubs(blocks, head) if index.hubs is not None else None)
+                  for head, per_token in enumerate(matches)]
     total = np.zeros(len(blocks))
-    for head, per_token in enumerate(matches):
-        hubs = index.block_hubs(blocks, head)
-        centred = block_maxsim(blocks, per_token, hubs if index.hubs is not None else None) - hubs
+    for head, scores in enumerate(maxsim):
+        centred = scores - index.block_hubs(blocks, head)
         total += (centred - centred.mean()) / (centred.std() + 1e-6)
     return dict(zip(blocks, total.tolist()))
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.memory.states import unit_keys
+
 BACKGROUND_PASSAGES = 64
 BACKGROUND_TOKENS = 24
 
@@ -46,7 +48,7 @@ def block_hubs(keys: np.ndarray, queries: list[np.ndarray], block_tokens: int) -
     tokens, heads, _ = keys.shape
     blocks = -(-tokens // block_tokens)
     hubs = np.zeros((blocks, heads), dtype=np.float32)
-    unit = keys.astype(np.float32) / 127.0
+    unit = unit_keys(keys)
     for head in range(heads):
         sims = unit[:, head] @ queries[head].T  # tokens, rows
         padded = np.full((blocks * block_tokens, sims.shape[1]), -np.inf, dtype=np.float32)

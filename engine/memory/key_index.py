@@ -31,7 +31,7 @@ import numpy as np
 
 from engine.memory import index_file
 from engine.memory.config import EngineConfig
-from engine.memory.states import read_state, read_state_hubs
+from engine.memory.states import read_state, read_state_hubs, unit_keys
 from ingest import catalog
 from ingest.store import Store
 
@@ -83,11 +83,6 @@ def train_approximate(index: faiss.IndexIVFScalarQuantizer, sample: np.ndarray) 
     """Trains the lists' centroids on `sample` (unit keys), then fixes the codes' range to the int8 keys'."""
     index.train(np.ascontiguousarray(sample))
     faiss.copy_array_to_vector(np.array([CODE_LOW, CODE_SPAN], dtype=np.float32), index.sq.trained)
-
-
-def unit_keys(keys: np.ndarray) -> np.ndarray:
-    """Stored int8 keys (unit length × 127) as the float32 unit vectors faiss searches."""
-    return keys.astype(np.float32) / 127.0
 
 
 @dataclass

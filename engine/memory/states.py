@@ -25,6 +25,11 @@ def state_path(root: Path, start: int) -> Path:
     return root / STATES / f"{start:012d}.safetensors"
 
 
+def unit_keys(keys: np.ndarray) -> np.ndarray:
+    """Stored int8 keys (unit length × 127) as float32 unit vectors, as faiss searches them."""
+    return keys.astype(np.float32) / 127.0
+
+
 def write_states(root: Path, states: list[tuple[int, int, np.ndarray]], hubs: list[np.ndarray] | None = None) -> None:
     """Writes the state files of one step, `(start, end, keys)` each, with each segment's block hub scores
     (`engine.memory.hubs.block_hubs`) where given, whole and durable when it returns.
