@@ -26,6 +26,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SETTINGS = ("fast", "best", "before")
 
 
@@ -59,7 +60,7 @@ def make_store(root: Path, corpus: Path, runtime, setting: str) -> dict:
 
 
 def retrieval_hits(root: Path, runtime) -> dict:
-    from engine.answer.excerpts import excerpts_for_blocks
+    from bench.qa.gold import block_lines, overlaps_gold
     from engine.answer.retrieval import (
         lexical_block_ranking,
         model_block_scores,
@@ -76,11 +77,7 @@ def retrieval_hits(root: Path, runtime) -> dict:
         config = store.config
 
         def gold(item: dict, block: int) -> bool:
-            for e in excerpts_for_blocks(runtime, store.store, [(block, 0.0)], config.block_tokens, 10_000):
-                if Path(e.citation.paths[0]).name == item["path"] and e.line_start <= item["end_line"] \
-                        and e.line_start + sum(e.breaks) >= item["start_line"]:
-                    return True
-            return False
+            return overlaps_gold(block_lines(runtime, store.store, block, config.block_tokens), item)
 
         for item in items:
             scores = model_block_scores(store.index(), question_queries(runtime, config, item["question"]),

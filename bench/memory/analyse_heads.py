@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from bench.qa.gold import overlaps_gold  # noqa: E402
+
 KINDS = ("fact", "paraphrase", "why_how")
 RRF_K = 60
 
 
 def gold_blocks(blocks: list, item: dict) -> set[int]:
-    return {b for b, rows in enumerate(blocks) for name, first, last in rows
-            if name == item["path"] and first <= item["end_line"] and last >= item["start_line"]}
+    return {block for block, rows in enumerate(blocks) if overlaps_gold(rows, item)}
 
 
 def hits(rankings: list[list[int]], golds: list[set[int]], kinds: list[str]) -> dict:
@@ -88,6 +90,14 @@ def greedy(z: np.ndarray, golds, kinds, limit: int = 4, layers: int | None = Non
     return chosen
 
 
+def emit(report: dict, out: Path | None) -> None:
+    """Prints the report as JSON and writes it to `out` when given."""
+    text = json.dumps(report, indent=1)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=Path, required=True)
@@ -146,10 +156,7 @@ def main() -> int:
                     section["by_depth"][depth] = {"set": [list(h) for h in subset],
                                                   **hits(ranking(sum(z[h] for h in subset)), golds, kinds)}
         report[name] = section
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
     return 0
 
 

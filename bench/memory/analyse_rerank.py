@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from bench.memory.analyse_heads import gold_blocks, hits
+    from bench.memory.analyse_heads import emit, gold_blocks, hits
 
     questions = json.loads((ROOT / "bench" / "qa" / f"questions_{args.split}.json").read_text(encoding="utf-8"))
     blocks = json.loads((args.keys / "blocks.json").read_text())
@@ -55,10 +55,7 @@ def main() -> int:
             singles.append({"head": [layer, head], **result["answerable"],
                             "paraphrase_hit@4": result.get("paraphrase", {}).get("hit@4")})
     report["best_single_heads"] = sorted(singles, key=lambda r: (r["hit@4"], r["hit@1"]), reverse=True)[:5]
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
     return 0
 
 

@@ -22,20 +22,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 BLOCK = 64
 CHUNK_BLOCKS = 256
-
-
-def block_lines(runtime, store, blocks: int) -> list[list[tuple[str, int, int]]]:
-    from engine.answer.excerpts import excerpts_for_blocks
-
-    out = []
-    for block in range(blocks):
-        rows = []
-        for e in excerpts_for_blocks(runtime, store, [(block, 0.0)], BLOCK, 10_000):
-            rows.append((Path(e.citation.paths[0]).name, e.line_start, e.line_start + sum(e.breaks)))
-        out.append(rows)
-    return out
 
 
 def question_queries(runtime, question: str, mode: str) -> dict[int, torch.Tensor]:
@@ -60,6 +49,7 @@ def main() -> int:
     parser.add_argument("--centre", default="mean", choices=["mean", "none"])
     args = parser.parse_args()
     import engine
+    from bench.qa.gold import block_lines
 
     torch.set_grad_enabled(False)
     keys = np.load(args.keys / "keys.npy", mmap_mode="r")
@@ -71,7 +61,8 @@ def main() -> int:
     with engine.open_store(args.store, device="cpu") as store:
         runtime = store.runtime
         if not (args.keys / "blocks.json").exists():
-            (args.keys / "blocks.json").write_text(json.dumps(block_lines(runtime, store.store, blocks)))
+            (args.keys / "blocks.json").write_text(json.dumps([block_lines(runtime, store.store, block, BLOCK)
+                                                               for block in range(blocks)]))
         group = runtime.config.num_heads // kv_heads
         queries = [question_queries(runtime, item["question"], args.query) for item in questions]
     heads = kv_heads * group

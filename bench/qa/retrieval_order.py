@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
+sys.path.insert(0, str(ROOT))
 RRF_K = 60
 
 
@@ -43,7 +44,7 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     args = parser.parse_args()
     import engine
-    from engine.answer.excerpts import excerpts_for_blocks
+    from bench.qa.gold import block_lines, overlaps_gold
     from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 
     items = [item for item in json.loads((QA / "questions_train.json").read_text(encoding="utf-8"))
@@ -53,12 +54,7 @@ def main() -> int:
         runtime, config = store.runtime, store.config
 
         def gold(item: dict, block: int) -> bool:
-            for e in excerpts_for_blocks(runtime, store.store, [(block, 0.0)], config.block_tokens, 10_000):
-                first, last = e.line_start, e.line_start + sum(e.breaks)
-                if Path(e.citation.paths[0]).name == item["path"] and first <= item["end_line"] \
-                        and last >= item["start_line"]:
-                    return True
-            return False
+            return overlaps_gold(block_lines(runtime, store.store, block, config.block_tokens), item)
 
         for number, item in enumerate(items, 1):
             scores = model_block_scores(store.index(), question_queries(runtime, config, item["question"]),
