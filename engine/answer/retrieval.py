@@ -72,8 +72,8 @@ def block_maxsim(blocks: list[int], per_token: list[tuple[dict[int, float], floa
 def exact_block_maxsim(index: KeyIndex, queries: list[np.ndarray], block_tokens: int) -> tuple[list[int], np.ndarray]:
     """Every block's MaxSim for each head (heads, blocks), from every stored key: one product of the question's
     queries with the exact index's keys, then the best per block."""
-    blocks_of = torch.from_numpy(index.positions // block_tokens)
-    blocks, rows_block = torch.unique(blocks_of, return_inverse=True)
+    blocks, places = index.row_blocks(block_tokens)
+    rows_block = torch.from_numpy(places)
     scores = []
     for head, head_queries in enumerate(queries):
         sims = torch.from_numpy(np.ascontiguousarray(head_queries)) @ torch.from_numpy(index.exact_keys(head)).T

@@ -104,6 +104,16 @@ class KeyIndex:
     config: EngineConfig | None = None
     saved_rows: int = 0  # rows at the last write of the index file (or failed try: retried an eighth later)
     hubs: np.ndarray | None = None  # (blocks, heads) hub scores by block number; zeros where a state has none
+    _row_blocks: tuple | None = field(default=None, repr=False)  # (positions, block_tokens, blocks, row places)
+
+    def row_blocks(self, block_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """The blocks the index holds keys of, in order, and each row's place among them: kept while `positions`
+        is the same array (every change replaces it), so that every question does not sort the positions again."""
+        cached = self._row_blocks
+        if cached is None or cached[0] is not self.positions or cached[1] != block_tokens:
+            blocks, places = np.unique(self.positions // block_tokens, return_inverse=True)
+            self._row_blocks = cached = (self.positions, block_tokens, blocks, places)
+        return cached[2], cached[3]
 
     def exact_keys(self, head: int) -> np.ndarray | None:
         """The unit keys of `head` in row order, read in place from the exact index; None once it is approximate
