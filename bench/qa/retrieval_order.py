@@ -18,6 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
+
+from engine.answer.retrieval import merge  # noqa: E402
+
 RRF_K = 60
 
 
@@ -34,14 +37,19 @@ RULES = {
     "model_first_on_ties (old fuse)": lambda m, lex: rrf([m, lex], [1.0, 1.0]),
     "fulltext_first_on_ties": lambda m, lex: rrf([lex, m], [1.0, 1.0]),
     "fulltext_weight_2": lambda m, lex: rrf([lex, m], [2.0, 1.0]),
-    "fulltext_first_then_model (new retrieve)": lambda m, lex: list(dict.fromkeys(lex + m)),
+    "fulltext_first_then_model": lambda m, lex: list(dict.fromkeys(lex + m)),
+    "fulltext_3_then_model": lambda m, lex: list(dict.fromkeys(lex[:3] + m[:1] + lex[3:] + m)),
+    "fulltext_2_then_model_2": lambda m, lex: list(dict.fromkeys(lex[:2] + m[:2] + lex[2:] + m)),
+    "turns_fulltext_first (retrieve)": lambda m, lex: [block for block, _ in merge(lex, m)],
     "model_only": lambda m, lex: m,
+    "fulltext_only": lambda m, lex: lex,
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "qa_retrieval_order_train.json")
     args = parser.parse_args()
     import engine
     from bench.qa.gold import block_lines, overlaps_gold
@@ -72,7 +80,7 @@ def main() -> int:
         name: {kind: {"n": len(rows), "hit@1": round(sum(a for a, _ in rows) / len(rows), 3),
                       "hit@4": round(sum(b for _, b in rows) / len(rows), 3)} for kind, rows in per_kind.items()}
         for name, per_kind in hits.items()}}
-    (ROOT / "bench" / "results" / "qa_retrieval_order_train.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
 
