@@ -112,16 +112,13 @@ def record_engine(store, item: dict) -> dict:
 
 
 def record_baseline(baseline, runtime, item: dict) -> dict:
-    """The baseline's answer; its evidence is chosen by the engine's selector among its chunks' sentences (so
-    that "answer or evidence right" compares retrieval, not the selector), its abstention only by its words."""
+    """The baseline's answer; its evidence is chosen by the engine's selector among its chunks' sentences and
+    quoted in its prompt as the engine's is (so that the figures compare retrieval, not the selector or the
+    prompt), its abstention only by its words."""
     import engine
-    from engine.answer.evidence import choose_evidence
 
     answer = next(event for event in baseline.ask(runtime, item["question"], MAX_NEW_TOKENS)
                   if isinstance(event, engine.Answer))
-    answer.evidence = choose_evidence(answer.excerpts, [chunk.text for chunk, _ in
-                                                        sorted(answer.hits, key=lambda hit: hit[0].order)],
-                                      item["question"]).evidence
     return {"answer": answer.text, "grounded": answer.grounded, "corpus_share": answer.corpus_share,
             "evidence": evidence_records(answer),
             "citations": [{"path": c.path, "start_line": c.start_line, "end_line": c.end_line,

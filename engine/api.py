@@ -170,15 +170,22 @@ class EngineStore:
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
         found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
         evidence = next(iter(choice.evidence), None)
+        # A found question's evidence sentence is quoted again under it (`build_prompt`); one not found is not
+        # steered towards a sentence that does not answer it.
+        quote = (excerpts[choice.excerpt], evidence.text) if found and evidence is not None else None
         if choice.excerpt is not None:  # first, so that fitting the prompt keeps it
             excerpts.insert(0, excerpts.pop(choice.excerpt))
-        excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens)
+        excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens,
+                                quote)
         if choice.excerpt is not None and excerpts:  # the small model reads the excerpt closest to the question
             excerpts.append(excerpts.pop(0))
+        if not excerpts:
+            quote = None
         evidence_ready = time.perf_counter() - started
         yield Grounds(choice.evidence, found)
         read = [self.runtime.tokenizer.decode(e.ids) for e in excerpts] + [e.text for e in choice.evidence]
-        for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature):
+        for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature,
+                                   quote):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready

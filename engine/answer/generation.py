@@ -54,9 +54,11 @@ class Answer:
 
 
 def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_new_tokens: int,
-                  started: float, temperature: float = 0.0) -> Iterator[Token | Answer]:
-    """Events: a Token for each piece of the answer as it streams, then the Answer."""
-    prompt = build_prompt(runtime, excerpts, question)
+                  started: float, temperature: float = 0.0,
+                  quote: tuple[Excerpt, str] | None = None) -> Iterator[Token | Answer]:
+    """Events: a Token for each piece of the answer as it streams, then the Answer. `quote`: the evidence
+    sentence to repeat under the question, with the excerpt that holds it (`build_prompt`)."""
+    prompt = build_prompt(runtime, excerpts, question, quote)
     result = Answer(excerpts=excerpts)
     produced: list[int] = []
 

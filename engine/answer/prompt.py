@@ -8,6 +8,8 @@ from engine.runtime import Runtime
 SYSTEM = ("You answer questions about the user's own files. Use the excerpts given with the question; "
           "answer briefly.")
 PLACEHOLDER = "\x00EXCERPTS\x00"
+QUOTE_PLACEHOLDER = "\x00QUOTE\x00"
+QUOTE = '\n(The most relevant sentence: "{}")'
 
 
 def _label(excerpt: Excerpt) -> str:
@@ -15,30 +17,51 @@ def _label(excerpt: Excerpt) -> str:
     return f"[{excerpt.citation.paths[0]}{where}]\n"
 
 
-def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str) -> list[int]:
+def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str,
+                 quote: tuple[Excerpt, str] | None = None) -> list[int]:
     """Prompt token ids: the chat template around the excerpts (a label, then their own stored tokens)
-    and the question; sets each excerpt's place in the prompt."""
+    and the question; sets each excerpt's place in the prompt.
+
+    `quote`, (the excerpt holding the evidence, the evidence sentence), repeats that sentence under the
+    question, marked as the most relevant: the 135M reader otherwise often answers from a neighbouring
+    line or restates the question (docs/benchmarks.md, "The reader's prompt"). Its place is kept on the
+    excerpt, so the answer's attention to it counts as attention to that excerpt."""
     tokenizer = runtime.tokenizer
+    asked = f"Question: {question}" + (QUOTE_PLACEHOLDER if quote else "")
     rendered = tokenizer.render_chat([{"role": "system", "content": SYSTEM},
-                                      {"role": "user", "content": f"Excerpts from my files:\n\n{PLACEHOLDER}"
-                                                                  f"Question: {question}"}])
+                                      {"role": "user", "content": f"Excerpts from my files:\n\n{PLACEHOLDER}{asked}"}])
     before, after = rendered.split(PLACEHOLDER)
     ids = tokenizer.encode(before)
     for excerpt in excerpts:
+        excerpt.quote_start = excerpt.quote_end = 0
         ids += tokenizer.encode(_label(excerpt))
         excerpt.prompt_start = len(ids)
         ids += excerpt.ids
         excerpt.prompt_end = len(ids)
         ids += tokenizer.encode("\n\n")
-    return ids + tokenizer.encode(after)
+    if quote is None:
+        return ids + tokenizer.encode(after)
+    quoted, sentence = quote
+    asked, rest = after.split(QUOTE_PLACEHOLDER)
+    opening, closing = QUOTE.split("{}")
+    ids += tokenizer.encode(asked + opening)
+    quoted.quote_start = len(ids)
+    ids += tokenizer.encode(sentence)
+    quoted.quote_end = len(ids)
+    return ids + tokenizer.encode(closing + rest)
 
 
-def fit_excerpts(runtime: Runtime, excerpts: list[Excerpt], question: str, max_prompt_tokens: int) -> list[Excerpt]:
+def fit_excerpts(runtime: Runtime, excerpts: list[Excerpt], question: str, max_prompt_tokens: int,
+                 quote: tuple[Excerpt, str] | None = None) -> list[Excerpt]:
     """The excerpts, the last ones dropped until the whole prompt fits `max_prompt_tokens`.
 
     Excerpts are chosen by a token budget, but each grows to whole lines and gets a label, so the prompt
-    can exceed the budget a little; this bounds it for certain, whatever the excerpts and the question."""
+    can exceed the budget a little; this bounds it for certain, whatever the excerpts and the question.
+    The quoted excerpt (`quote`) is never dropped."""
     kept = list(excerpts)
-    while kept and len(build_prompt(runtime, kept, question)) > max_prompt_tokens:
-        kept.pop()
+    while kept and len(build_prompt(runtime, kept, question, quote)) > max_prompt_tokens:
+        dropped = next((excerpt for excerpt in reversed(kept) if quote is None or excerpt is not quote[0]), None)
+        if dropped is None:
+            return []
+        kept.remove(dropped)
     return kept

@@ -12,6 +12,7 @@ import pytest
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
 from engine.answer.evidence import Evidence
+from engine.answer.prompt import build_prompt, fit_excerpts
 from engine.answer.support import unsupported
 from engine.api import open_store
 from engine.cli import main
@@ -104,6 +105,29 @@ def open_tail(tail: list[str]):
     """The store the command-line options `tail` name, opened through the API."""
     options = dict(zip(tail[::2], tail[1::2]))
     return open_store(options["--store"], model=options["--model"], device=options["--device"])
+
+
+def test_the_prompt_quotes_the_evidence_sentence_under_the_question_and_keeps_its_excerpt(store):
+    tail, _, _ = store
+    question = "Where does the spare key for the boathouse hang?"
+    with open_tail(tail) as opened:
+        excerpts = opened.passages(question)
+        decode = opened.runtime.tokenizer.decode
+        [holding] = [e for e in excerpts if FACT in decode(e.ids)]
+        plain = build_prompt(opened.runtime, excerpts, question)
+        ranges = [(e.prompt_start, e.prompt_end) for e in excerpts]
+        quoted = build_prompt(opened.runtime, excerpts, question, (holding, FACT))
+        assert [(e.prompt_start, e.prompt_end) for e in excerpts] == ranges  # the excerpts sit where they did
+        assert decode(quoted[holding.quote_start:holding.quote_end]) == FACT
+        assert all(e.quote_start == e.quote_end == 0 for e in excerpts if e is not holding)
+        text = decode(quoted)
+        assert text.index(f"Question: {question}") < text.rindex(FACT)
+        assert decode(plain).count(FACT) == 1 and text.count(FACT) == 2
+        smallest = len(build_prompt(opened.runtime, [holding], question, (holding, FACT)))
+        others = [e for e in excerpts if e is not holding]
+        assert others  # otherwise nothing would have to be dropped
+        kept = fit_excerpts(opened.runtime, [*others, holding], question, smallest, (holding, FACT))
+        assert kept == [holding]  # the last excerpt, but the quoted one: the others go
 
 
 def test_the_evidence_and_the_found_decision_come_before_the_first_token(store):
