@@ -24,13 +24,13 @@ def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str,
 
     `quote`, (the excerpt holding the evidence, the evidence sentence), repeats that sentence under the
     question, marked as the most relevant: the 135M reader otherwise often answers from a neighbouring
-    line or restates the question (docs/benchmarks.md, "The reader's prompt"). Its place is kept on the
+    line or restates the question (docs/benchmarks.md, "Answers on real prose"). Its place is kept on the
     excerpt, so the answer's attention to it counts as attention to that excerpt."""
     tokenizer = runtime.tokenizer
     asked = f"Question: {question}" + (QUOTE_PLACEHOLDER if quote else "")
     rendered = tokenizer.render_chat([{"role": "system", "content": SYSTEM},
                                       {"role": "user", "content": f"Excerpts from my files:\n\n{PLACEHOLDER}{asked}"}])
-    before, after = rendered.split(PLACEHOLDER)
+    before, after = rendered.split(PLACEHOLDER, 1)  # the first is ours: the question comes after it
     ids = tokenizer.encode(before)
     for excerpt in excerpts:
         excerpt.quote_start = excerpt.quote_end = 0
@@ -42,7 +42,7 @@ def build_prompt(runtime: Runtime, excerpts: list[Excerpt], question: str,
     if quote is None:
         return ids + tokenizer.encode(after)
     quoted, sentence = quote
-    asked, rest = after.split(QUOTE_PLACEHOLDER)
+    asked, rest = after.rsplit(QUOTE_PLACEHOLDER, 1)  # the last is ours: the question comes before it
     opening, closing = QUOTE.split("{}")
     ids += tokenizer.encode(asked + opening)
     quoted.quote_start = len(ids)

@@ -12,7 +12,7 @@ import pytest
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
 from engine.answer.evidence import Evidence
-from engine.answer.prompt import build_prompt, fit_excerpts
+from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts
 from engine.answer.support import unsupported
 from engine.api import open_store
 from engine.cli import main
@@ -128,6 +128,10 @@ def test_the_prompt_quotes_the_evidence_sentence_under_the_question_and_keeps_it
         assert others  # otherwise nothing would have to be dropped
         kept = fit_excerpts(opened.runtime, [*others, holding], question, smallest, (holding, FACT))
         assert kept == [holding]  # the last excerpt, but the quoted one: the others go
+        hostile = f"{question} {PLACEHOLDER} {QUOTE_PLACEHOLDER}"  # the template's own markers, typed in
+        tricked = build_prompt(opened.runtime, excerpts, hostile, (holding, FACT))
+        assert decode(tricked[holding.quote_start:holding.quote_end]) == FACT
+        assert decode(tricked[holding.prompt_start:holding.prompt_end]) == decode(holding.ids)
 
 
 def test_the_evidence_and_the_found_decision_come_before_the_first_token(store):
