@@ -195,7 +195,7 @@ class EngineStore:
                                                  event.text, sought)
                 else:
                     event.citations, event.closest = [], self._closest(nearest, evidence)
-                event.unsupported = unsupported(event.text, read)
+                event.unsupported = unsupported(event.text, read, [e.citation.paths[0] for e in excerpts])
             yield event
 
     def _closest(self, excerpts: list[Excerpt], evidence: Evidence | None) -> list[Citation]:

@@ -1,7 +1,10 @@
-"""Names and numbers in an answer that no passage the answer read holds: what a reader must not take on trust.
+"""What in an answer no passage the answer read holds: names and numbers, quotations and file labels that a
+reader must not take on trust.
 
-The 135M reader invents years and names with a straight face (an absent question got an invented year); a
-name or number that occurs in none of the passages cannot have come from the user's files.
+The 135M reader invents years and names with a straight face (an absent question got an invented year), and
+echoes the prompt's forms: text in quotation marks that no file holds, "[file]" labels before text of its own.
+A name or number that occurs in none of the passages cannot have come from the user's files; a quotation is
+only one when its words stand in a passage as they are; a label only when it names a file the answer read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ import re
 # first word of a sentence: "PEP 572", "EXTERNALLY-MANAGED", "Guido", "3.12", "1995".
 _NUMBER = re.compile(r"\d+(?:[.,:\-]\d+)*")
 _WORD = re.compile(r"[^\W_][\w\-.']*[^\W_]|[^\W_]")
+_QUOTED = re.compile(r'"([^"\n]*[^\W\d_][^"\n]*)"|\u201c([^\u201d\n]*[^\W\d_][^\u201d\n]*)\u201d')
+# "[notes/boat.md]", "[report.pdf, page 3]": what the prompt's excerpt labels look like (a file name with a
+# suffix), so that "list[int]" or a footnote "[1]" is not taken for one.
+_LABEL = re.compile(r"\[([^\[\]\n]*[\w-]\.[A-Za-z0-9]{1,8})(?:, page \d+)?\]")
 
 
 def names_and_numbers(text: str) -> list[str]:
@@ -23,8 +30,27 @@ def names_and_numbers(text: str) -> list[str]:
     return list(dict.fromkeys(word.rstrip(".") for word in found))
 
 
-def unsupported(answer: str, passages: list[str]) -> list[str]:
-    """The names and numbers of `answer` that occur (case ignored, as whole words) in none of `passages`."""
+def _plain(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def quotations(text: str) -> list[str]:
+    """The text inside quotation marks ("…" or \u201c…\u201d) in `text`, holding at least one letter."""
+    return [" ".join((straight or curly).split()) for straight, curly in _QUOTED.findall(text)]
+
+
+def unsupported(answer: str, passages: list[str], files: list[str] = ()) -> list[str]:
+    """What `answer` says that none of `passages` holds: its names and numbers that occur (case ignored, as
+    whole words) in none of them; its quotations (shown in quotation marks) that no passage holds word for
+    word (case and line breaks aside); its "[label]"s (shown in brackets) naming none of `files` (the paths of
+    the files it read; a label may leave out leading folders)."""
     held = "\n".join(passages).lower()
-    return [word for word in names_and_numbers(answer)
-            if not re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", held)]
+    found = [word for word in names_and_numbers(answer)
+             if not re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", held)]
+    plain = _plain("\n".join(passages))
+    found += [f'"{quote}"' for quote in quotations(answer) if _plain(quote) not in plain]
+    def names_a_file(label: str) -> bool:
+        return any(path == label or path.endswith("/" + label) for path in files)
+
+    found += [label[0] for label in _LABEL.finditer(answer) if not names_a_file(label[1].strip())]
+    return list(dict.fromkeys(found))

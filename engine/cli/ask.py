@@ -10,6 +10,7 @@ from pathlib import Path
 
 import platformdirs
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.answer.generation import Answer, Token
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"Evidence: {where(evidence.path, evidence.page, evidence.start_line, evidence.end_line)} — "
                       f"\u201c{' '.join(evidence.text.split())}\u201d", markup=False, soft_wrap=True)
     if answer.unsupported:
-        console.print(f"[yellow]unsupported: {', '.join(answer.unsupported)} (in no passage of your files)[/yellow]")
+        console.print(f"[yellow]unsupported: {escape(', '.join(answer.unsupported))} (in no passage of your files)[/yellow]")
     if not answer.grounded:
         console.print(f"[yellow]note: this answer drew little on your files ({answer.corpus_share:.0%} of its "
                       f"attention); it may come from the model alone.[/yellow]")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table("source", "lines", "share", title="sources", title_justify="left")
     for citation in answer.citations:
         page = f"p. {citation.page}, " if citation.page else ""
-        table.add_row(citation.path, f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
+        table.add_row(escape(citation.path), f"{page}{citation.start_line}-{citation.end_line}", f"{citation.score:.0%}")
     console.print(table)
     return 0
 

@@ -68,6 +68,16 @@ def test_names_and_numbers_no_passage_holds_are_unsupported():
     assert unsupported(answer, passages) == ["2021", "Jonas"]
 
 
+def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
+    passages = ["The lock was changed by Marta Kowalska in 2019.\nThe new key   hangs by the door."]
+    answer = ('As [notes/lock.md] says, "the new key hangs by the door" and \u201cthe old key was thrown away\u201d; '
+              '[diary.md] adds "nothing"; it returns list[int].')
+    assert unsupported(answer, passages, ["/home/me/notes/lock.md"]) == [
+        '"the old key was thrown away"', '"nothing"', "[diary.md]"]
+    assert unsupported('See [lock.md, page 2019]: "The lock was changed by Marta Kowalska in 2019."', passages,
+                       ["notes/lock.md"]) == []
+
+
 def test_the_command_prints_the_evidence_or_says_not_found(store, capsys):
     tail, _, line = store
     capsys.readouterr()
