@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.answer.retrieval import lexical_block_ranking, merge, question_words, text_reader
+from engine.answer.retrieval import lexical_block_ranking, question_words, text_reader
 from engine.api import open_store
 from engine.runtime import load_runtime
 
@@ -46,10 +46,3 @@ def test_the_block_with_the_words_leads_its_span(tmp_path, runtime):
 def test_question_words_leave_out_stopwords_and_repeats():
     assert question_words("What is the pass key? The KEY!") == ["pass", "key"]
 
-
-def test_the_two_rankings_take_turns_full_text_first_each_block_once():
-    lexical, model = [10, 11, 12, 13], [20, 10, 21]
-    assert [block for block, _ in merge(lexical, model)] == [10, 20, 11, 12, 21, 13]
-    assert [block for block, _ in merge([], model)] == model
-    scores = [score for _, score in merge(lexical, model)]
-    assert scores == sorted(scores, reverse=True)
