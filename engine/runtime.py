@@ -55,7 +55,7 @@ def reading_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | Non
     with AMX also has).
 
     Only the pass, where the tokens are many and what is kept is an int8 key. Measured beside fp32 on such a
-    CPU, 2 shared cores (bench/bench_cpu_pass.py, docs/benchmarks.md): 1.5-2.3x the tokens a second at the
+    CPU, 2 shared cores (bench/bench_cpu_pass.py, docs/benchmarks.md): 1.5-1.6x the tokens a second at the
     `fast` setting, keys within 4 int8 steps of fp32's (90% of values equal, every token's cosine >= 0.997),
     and on the QA train split the same hit@4 for the heads and the same hit@1/@4 for the fusion. Questions,
     answers and generation keep the fp32 weights as they are. A GPU's weights are bf16 already; a CPU without
