@@ -64,7 +64,7 @@ class Option:
     runtime: object  # engine.runtime.Runtime, possibly with another copy of the model
     threads: int
     batch: int = BATCH
-    compile_error: str | None = None
+    failure: str | None = None
 
 
 def corpus_segments(tokenizer, count: int) -> tuple[list[np.ndarray], list[int]]:
@@ -118,8 +118,8 @@ def warm_up(option: Option, config, segments: list[np.ndarray], threads: int) ->
     started = time.perf_counter()
     try:
         encode_all(option, config, segments[:option.batch])
-    except Exception as error:  # a compiler missing or failing: recorded, the option left out
-        option.compile_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+    except Exception as error:  # e.g. a compiler missing or failing: recorded, the option left out
+        option.failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
         return None
     finally:
         torch.set_num_threads(threads)
@@ -234,8 +234,8 @@ def main() -> None:
         wanted = {"fp32", *args.only.split(",")}
         options = [option for option in options if option.name in wanted]
     warm = {option.name: warm_up(option, config, segments, threads) for option in options}
-    failed = {option.name: option.compile_error for option in options if option.compile_error is not None}
-    options = [option for option in options if option.compile_error is None]
+    failed = {option.name: option.failure for option in options if option.failure is not None}
+    options = [option for option in options if option.failure is None]
     tokens = len(segments) * SEGMENT_TOKENS
     wall: dict[str, list[float]] = {option.name: [] for option in options}
     cpu: dict[str, list[float]] = {option.name: [] for option in options}
