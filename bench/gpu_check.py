@@ -38,7 +38,7 @@ import sysconfig
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +51,10 @@ TOTAL_S = 420
 SMOKE_BUDGET_S, SMOKE_TOTAL_S = 300, 1200
 BYTES_PER_TOKEN = 4.6  # the standard library's code, measured with the embedded model's tokenizer
 BF16_TOLERANCE = 2e-2
+# How far two stores of one corpus read by one process and by two may differ: one int8 step in fp32; in bf16
+# (a GPU's, or a CPU's with bf16 instructions) batches of other sizes and other thread counts round products
+# apart, 2 steps measured on the CPU between batches of 1 and 4. Keys of another segment differ by up to 254.
+STEPS_APART = 4
 KEY_INDEX_RESERVE_S = 60  # what the ingest stage keeps for the key index and the asks  # the kernel tests' bound for bf16 against the fp32 reference
 
 
@@ -353,7 +357,8 @@ def key_agreement(context: Context, fp32_runtime) -> dict:
     from engine.runtime import load_runtime
 
     device_runtime = context.runtime()
-    cpu_runtime = fp32_runtime if not context.cuda else load_runtime(context.args.model, "cpu")
+    cpu_runtime = fp32_runtime if not context.cuda else replace(load_runtime(context.args.model, "cpu"),
+                                                                reading_dtype=None)
     config = EngineConfig.from_calibration(device_runtime, calibration_for(device_runtime))
     length = context.plan.key_tokens or config.segment_tokens
     segment = np.array(text_tokens(device_runtime.tokenizer, length), dtype=np.uint32)
@@ -729,7 +734,7 @@ def ingest_on_devices(store: Path, corpus: Path, devices: list[str], timeout_s: 
 
 
 def compare_states(one: Path, two: Path) -> dict:
-    """Both stores' state files: the same segments, the same token ranges, keys within int8 steps."""
+    """Both stores' state files: the same segments, the same token ranges, keys within STEPS_APART int8 steps."""
     import numpy as np
     from safetensors.numpy import load_file
 
@@ -748,7 +753,7 @@ def compare_states(one: Path, two: Path) -> dict:
     same = names_one == names_two and bool(names_one)
     return {"files_one_process": len(names_one), "files_two_processes": len(names_two), "same_segments": same,
             "ranges_equal": ranges_equal, "files_identical": identical, "max_int8_steps": worst,
-            "agree": same and ranges_equal and worst <= 1}
+            "agree": same and ranges_equal and worst <= STEPS_APART}
 
 
 # targets and the report ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Segments read in batches and stored a step at a time: batched keys equal the keys of one segment at a
-time and the keys computed here by hand; a step's leftovers after a kill (a `.part` file, a state file
+time and the keys computed here by hand (in fp32); keys read in bf16, the default on CPUs with bf16
+instructions, stay close to those by hand, and bf16 is chosen only there; a step's leftovers after a kill (a `.part` file, a state file
 renamed into place but not recorded) are not counted and do not stop the resume. Segments are 64 tokens
 so a corpus of a few hundred tokens gives several full ones and a shorter last one."""
 
@@ -20,7 +21,7 @@ from engine.memory.config import EngineConfig, load_config
 from engine.memory.segments import deal, segment_batches
 from engine.memory.states import STATES, read_state, write_states
 from engine.model.llama import FullCausalAttention
-from engine.runtime import load_runtime
+from engine.runtime import load_runtime, reading_dtype
 from ingest import catalog
 from ingest.sequence import read_tokens
 from tests.engine.test_memory import write_corpus
@@ -30,7 +31,8 @@ SEGMENT = 64
 
 @pytest.fixture(scope="module")
 def runtime(default_model_path):
-    return load_runtime(str(default_model_path), "cpu")
+    """The model reading in fp32 whatever the CPU, so that keys can be compared to the int8 step."""
+    return replace(load_runtime(str(default_model_path), "cpu"), reading_dtype=None)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +137,30 @@ def test_batched_keys_equal_one_segment_at_a_time_and_the_keys_by_hand(tmp_path,
     assert lengths.count(SEGMENT) >= 4 and lengths[-1] < SEGMENT  # full batches, and a shorter last segment
     assert_within_one_step(processed_store(tmp_path / "four", corpus, runtime, batch_segments=4), one)
     assert_within_one_step(one, keys_by_hand(root, runtime))
+
+
+def test_keys_read_in_bf16_stay_close_to_the_fp32_keys_by_hand(tmp_path, corpus, runtime, one_at_a_time):
+    """bf16 keeps 8 significant bits, so six layers of it move a key by a few int8 steps at most, never
+    turn it away: every token's key keeps a cosine near 1 with the fp32 one, and most values are equal."""
+    root, fp32 = one_at_a_time
+    bf16 = processed_store(tmp_path / "bf16", corpus, replace(runtime, reading_dtype=torch.bfloat16), batch_segments=4)
+    by_hand = keys_by_hand(root, runtime)
+    assert bf16.keys() == by_hand.keys()
+    read, exact = (np.concatenate(list(keys.values())).astype(np.float32) for keys in (bf16, by_hand))
+    cosine = (read * exact).sum(-1) / (np.linalg.norm(read, axis=-1) * np.linalg.norm(exact, axis=-1))
+    assert cosine.min() > 0.99
+    assert (read == exact).mean() > 0.75
+    assert any((bf16[segment] != keys).any() for segment, keys in fp32.items())  # the reading dtype was honoured
+
+
+def test_the_pass_reads_in_bf16_only_on_a_cpu_with_bf16_instructions(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert reading_dtype(cpu, torch.float32) == torch.bfloat16
+    assert reading_dtype(cpu, torch.bfloat16) is None  # weights in bf16 already
+    assert reading_dtype(gpu, torch.bfloat16) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert reading_dtype(cpu, torch.float32) is None
 
 
 def test_batched_dilated_attention_equals_one_segment_at_a_time(tmp_path, corpus, runtime):
