@@ -13,12 +13,13 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
+
+from bench.memory.analyse_heads import turns  # noqa: E402
 
 RRF_K = 60
 
@@ -39,8 +40,7 @@ RULES = {
     "fulltext_first_then_model (retrieve)": lambda m, lex: list(dict.fromkeys(lex + m)),
     "fulltext_3_then_model": lambda m, lex: list(dict.fromkeys(lex[:3] + m[:1] + lex[3:] + m)),
     "fulltext_2_then_model_2": lambda m, lex: list(dict.fromkeys(lex[:2] + m[:2] + lex[2:] + m)),
-    "turns_fulltext_first": lambda m, lex: list(dict.fromkeys(block for pair in zip_longest(lex, m) for block in pair
-                                                              if block is not None)),
+    "turns_fulltext_first": lambda m, lex: turns(lex, m),
     "model_only": lambda m, lex: m,
     "fulltext_only": lambda m, lex: lex,
 }

@@ -30,16 +30,12 @@ def names_and_numbers(text: str) -> list[str]:
     return list(dict.fromkeys(word.rstrip(".") for word in found))
 
 
-def _plain(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
 def quotations(text: str) -> list[str]:
     """The text inside quotation marks ("…" or \u201c…\u201d) in `text`, holding at least one letter."""
     return [" ".join((straight or curly).split()) for straight, curly in _QUOTED.findall(text)]
 
 
-def unsupported(answer: str, passages: list[str], files: list[str] = ()) -> list[str]:
+def unsupported(answer: str, passages: list[str], files: tuple[str, ...] | list[str] = ()) -> list[str]:
     """What `answer` says that none of `passages` holds: its names and numbers that occur (case ignored, as
     whole words) in none of them; its quotations (shown in quotation marks) that no passage holds word for
     word (case and line breaks aside); its "[label]"s (shown in brackets) naming none of `files` (the paths of
@@ -47,10 +43,8 @@ def unsupported(answer: str, passages: list[str], files: list[str] = ()) -> list
     held = "\n".join(passages).lower()
     found = [word for word in names_and_numbers(answer)
              if not re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", held)]
-    plain = _plain("\n".join(passages))
-    found += [f'"{quote}"' for quote in quotations(answer) if _plain(quote) not in plain]
-    def names_a_file(label: str) -> bool:
-        return any(path == label or path.endswith("/" + label) for path in files)
-
-    found += [label[0] for label in _LABEL.finditer(answer) if not names_a_file(label[1].strip())]
+    plain = " ".join(held.split())
+    found += [f'"{quote}"' for quote in quotations(answer) if quote.lower() not in plain]
+    found += [label[0] for label in _LABEL.finditer(answer)
+              if not any(path == label[1].strip() or path.endswith("/" + label[1].strip()) for path in files)]
     return list(dict.fromkeys(found))

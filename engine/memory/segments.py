@@ -12,8 +12,8 @@ Segments of one length go through the model `batch_segments` at a time, as the r
 never see each other); the default suits the device (`default_batch_segments`) and is not part of the
 store's config: a store's keys do not depend on it (batched and single passes agree within an int8
 step in fp32, a few in bf16). On a CPU with bf16 instructions the pass computes in bf16 under autocast
-(`engine.runtime.reading_dtype`): measured, 1.5-1.6x the tokens a second, the same retrieval. Each batch is stored as one step: its state files made whole and durable together
-(`engine.memory.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
+(`engine.runtime.reading_dtype`): measured, 1.5-1.6x the tokens a second, the same retrieval. Each batch is
+stored as one step: its state files made whole and durable together (`engine.memory.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
 moment leaves a store whose recorded segments all have whole state files, and a re-run carries on from
 the first unrecorded one.
 """

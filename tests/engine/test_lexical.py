@@ -45,4 +45,3 @@ def test_the_block_with_the_words_leads_its_span(tmp_path, runtime):
 
 def test_question_words_leave_out_stopwords_and_repeats():
     assert question_words("What is the pass key? The KEY!") == ["pass", "key"]
-
