@@ -20,7 +20,9 @@ import snowballstemmer
 from engine.answer.excerpts import Excerpt
 from engine.answer.retrieval import content_words
 
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+# A sentence ends at a full stop, a blank line, or where a list item begins: each item of a list is its own
+# statement ("- Project lead: Marta Kowalczyk"), not a clause of one long sentence with its neighbours.
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d+[.)])[ \t])")
 MIN_WORDS = 3  # a heading or a stray line is no evidence
 BM25_K1, BM25_B = 1.2, 0.75
 _STEMMER = snowballstemmer.stemmer("english")

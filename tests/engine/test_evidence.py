@@ -11,7 +11,7 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import Evidence
+from engine.answer.evidence import SENTENCE_BREAK, Evidence
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts
 from engine.answer.support import unsupported
 from engine.api import open_store
@@ -66,6 +66,14 @@ def test_names_and_numbers_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.", "Room 12 is on the second floor."]
     answer = "Marta Kowalska changed the lock in 2021, with Jonas, in room 12."
     assert unsupported(answer, passages) == ["2021", "Jonas"]
+
+
+def test_each_list_item_is_a_sentence_of_its_own():
+    text = ("## People\n\n- Project lead: Marta Kowalczyk\n- Hardware: Dev Patel (tablets)\n"
+            "  * Vendor contact: Joost de Vries\nat Lumenscan, since May. Then more.")
+    pieces = [piece.strip() for piece in SENTENCE_BREAK.split(text)]
+    assert pieces == ["## People", "- Project lead: Marta Kowalczyk", "- Hardware: Dev Patel (tablets)",
+                      "* Vendor contact: Joost de Vries\nat Lumenscan, since May.", "Then more."]
 
 
 def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
