@@ -21,7 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.uploads import UPLOADS, Saved, Upload, save_uploads
-from engine import Answer, Citation, EngineStore, Runtime, StoreFigures, Token, UsageError, open_store, store_exists
+from engine import (
+    TOP_K,
+    Answer,
+    Citation,
+    EngineStore,
+    Runtime,
+    StoreFigures,
+    Token,
+    UsageError,
+    open_store,
+    store_exists,
+)
 
 CONTEXT_LINES = 12  # shown around a cited passage when it is opened in its document
 
@@ -92,7 +103,7 @@ class Corpus:
         self._reader_lock = threading.Lock()
         self._adding = threading.Lock()
 
-    def ask(self, question: str, top_k: int = 4, temperature: float = 0.0,
+    def ask(self, question: str, top_k: int = TOP_K, temperature: float = 0.0,
             previous: str | None = None) -> Iterator[Token | Answer | AskError]:
         """The engine's events for `question` (Token ... Answer), or an AskError; `previous` (the question
         asked before it in this conversation) makes it a follow-up.

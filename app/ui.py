@@ -11,7 +11,7 @@ import pandas as pd
 from app import render
 from app.corpus import AddProgress, AskError, Corpus
 from app.uploads import Upload
-from engine import READABLE_SUFFIXES, Citation, Grounds, StoreFigures, Token, UsageError, run_passkey, summarise
+from engine import READABLE_SUFFIXES, TOP_K, Citation, Grounds, StoreFigures, Token, UsageError, run_passkey, summarise
 
 DOCUMENT_COLUMNS = ["name", "kind", "status", "tokens", "reason", "path"]
 SELFTEST_LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
@@ -22,7 +22,7 @@ def build_ui(corpus: Corpus) -> gr.Blocks:
     with gr.Blocks(title="wholecorpus") as page:
         gr.Markdown("## wholecorpus — ask your whole corpus")
         banner = gr.Markdown(elem_id="banner")
-        top_k = gr.Slider(1, 16, value=4, step=1, label="top-k: blocks of 64 tokens retrieved per question",
+        top_k = gr.Slider(1, 16, value=TOP_K, step=1, label="top-k: blocks of 64 tokens retrieved per question",
                           render=False, elem_id="top-k")
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0: always the likeliest word)",
                                 render=False, elem_id="temperature")

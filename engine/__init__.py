@@ -19,6 +19,7 @@ _LAZY = {
     "open_store": "engine.api",
     "EngineStore": "engine.api",
     "READABLE_SUFFIXES": "engine.api",
+    "TOP_K": "engine.api",
     "binary_reason": "engine.api",
     "Answer": "engine.answer.generation",
     "Token": "engine.answer.generation",

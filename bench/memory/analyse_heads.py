@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.qa.gold import overlaps_gold  # noqa: E402
+from engine.answer.retrieval import take_turns  # noqa: E402
 
 KINDS = ("fact", "paraphrase", "why_how")
 RRF_K = 60
@@ -64,11 +64,6 @@ def rrf(*lists: list[int]) -> list[int]:
         for rank, block in enumerate(ranking_):
             fused[block] += 1 / (RRF_K + rank + 1)
     return [b for b, _ in sorted(fused.items(), key=lambda item: -item[1])]
-
-
-def turns(*lists: list[int]) -> list[int]:
-    """The lists taking turns, the first list first, each block once (`engine.answer.retrieval.merge` for two)."""
-    return list(dict.fromkeys(block for group in zip_longest(*lists) for block in group if block is not None))
 
 
 def key(result: dict) -> tuple:
@@ -152,8 +147,8 @@ def main() -> int:
         section["heads"] = hits(heads_rank, golds, kinds)
         section["fulltext_then_heads"] = hits([list(dict.fromkeys(f + h)) for f, h in zip(fulltext, heads_rank)],
                                               golds, kinds)
-        section["turns_fulltext_heads"] = hits([turns(f, h) for f, h in zip(fulltext, heads_rank)], golds, kinds)
-        section["turns_fulltext_heads_minilm"] = hits([turns(f, h, m) for f, h, m in zip(fulltext, heads_rank, minilm)],
+        section["turns_fulltext_heads"] = hits([take_turns(f, h) for f, h in zip(fulltext, heads_rank)], golds, kinds)
+        section["turns_fulltext_heads_minilm"] = hits([take_turns(f, h, m) for f, h, m in zip(fulltext, heads_rank, minilm)],
                                                       golds, kinds)
         section["rrf_fulltext_heads"] = hits([rrf(f, h) for f, h in zip(fulltext, heads_rank)], golds, kinds)
         section["rrf_all_three"] = hits([rrf(f, h, m) for f, h, m in zip(fulltext, heads_rank, minilm)], golds, kinds)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
 
-from bench.memory.analyse_heads import turns  # noqa: E402
+from engine.answer.retrieval import take_turns  # noqa: E402
 
 RRF_K = 60
 
@@ -40,7 +40,7 @@ RULES = {
     "fulltext_first_then_model (retrieve)": lambda m, lex: list(dict.fromkeys(lex + m)),
     "fulltext_3_then_model": lambda m, lex: list(dict.fromkeys(lex[:3] + m[:1] + lex[3:] + m)),
     "fulltext_2_then_model_2": lambda m, lex: list(dict.fromkeys(lex[:2] + m[:2] + lex[2:] + m)),
-    "turns_fulltext_first": lambda m, lex: turns(lex, m),
+    "turns_fulltext_first": lambda m, lex: take_turns(lex, m),
     "model_only": lambda m, lex: m,
     "fulltext_only": lambda m, lex: lex,
 }

@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", parents=[common], help="ask a question of the whole corpus")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object: answer, citations, timings")
-    ask.add_argument("--top-k", type=int, default=4, help="how many blocks to retrieve (default 4)")
+    ask.add_argument("--top-k", type=int, default=None,
+                     help="how many blocks of 64 tokens to retrieve (default 6: full-text search and the model's "
+                          "memory take turns)")
     ask.add_argument("--no-lexical", action="store_true", help="retrieve with the model's heads only")
     ask.add_argument("--follow-up", action="store_true",
                      help="the question follows the last one asked of this store (\"and when was that?\"): "

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine.answer.generation import Answer, Token
-from engine.api import open_store
+from engine.api import TOP_K, open_store
 from engine.errors import UsageError
 from ingest import durable
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1 (got {args.top_k})")
     previous = None
     if args.follow_up:
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--follow-up needs an earlier question to this store: ask one without it first")
     with open_store(args.store, model=args.model, device=args.device) as store:
         answer = None
-        for event in store.ask(args.question, top_k=args.top_k, lexical=not args.no_lexical, previous=previous):
+        top_k = TOP_K if args.top_k is None else args.top_k
+        for event in store.ask(args.question, top_k=top_k, lexical=not args.no_lexical, previous=previous):
             if isinstance(event, Answer):
                 answer = event
             elif isinstance(event, Token) and not args.json:

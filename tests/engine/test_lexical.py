@@ -1,11 +1,12 @@
 """The full-text path ranks blocks, not whole spans: inside a long span the block holding the question's
-words comes first, and blocks holding none of them are not offered at all."""
+words comes first, and blocks holding none of them are not offered at all; its blocks and the heads' take
+turns."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.answer.retrieval import lexical_block_ranking, question_words, text_reader
+from engine.answer.retrieval import lexical_block_ranking, merge, question_words, text_reader
 from engine.api import open_store
 from engine.runtime import load_runtime
 
@@ -45,3 +46,11 @@ def test_the_block_with_the_words_leads_its_span(tmp_path, runtime):
 
 def test_question_words_leave_out_stopwords_and_repeats():
     assert question_words("What is the pass key? The KEY!") == ["pass", "key"]
+
+
+def test_full_text_and_the_heads_take_turns_full_text_first_each_block_once():
+    lexical, heads = [7, 3, 9], [3, 5, 8, 1]
+    order = [block for block, _ in merge(lexical, heads)]
+    assert order == [7, 3, 5, 9, 8, 1]  # 3 is full-text's second and the heads' first: it comes once, early
+    assert [score for _, score in merge(lexical, heads)] == [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6]
+    assert [block for block, _ in merge([], heads)] == heads  # --no-lexical: the heads alone
