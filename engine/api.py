@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
-from engine.answer.evidence import Evidence, choose_evidence
+from engine.answer.evidence import Choice, Evidence, choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.generation import Answer, Grounds, Token, answer_stream
 from engine.answer.prompt import fit_excerpts
@@ -55,6 +56,9 @@ MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 # absent question through and 6.0 refuses one more answerable.
 FOUND_SCORE = 5.5
 FOUND_SUPPORT = 0.6
+# The reader reads the excerpts of the READ_BLOCKS best blocks and the one holding the evidence sentence: the
+# evidence is chosen among all TOP_K blocks' sentences, but each excerpt more in the prompt costs its prefill.
+READ_BLOCKS = 4
 CLOSEST = 3  # passages offered when a question was not found: enough to see what the files hold nearby
 # File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
 READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
@@ -165,10 +169,13 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        excerpts = self.passages(sought, top_k, lexical)
+        blocks = retrieve(self.runtime, self.config, self.index(), self.store, sought, top_k, lexical)
+        excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
         nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
+        excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
+                                         self.config.block_tokens)
         found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
         evidence = next(iter(choice.evidence), None)
         # A found question's evidence sentence is quoted again under it (`build_prompt`); one not found is not
@@ -235,6 +242,17 @@ class EngineStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_excerpts(excerpts: list[Excerpt], choice: Choice, best: list[int],
+                  block_tokens: int) -> tuple[list[Excerpt], Choice]:
+    """The excerpts the answer's prompt gets: those covering one of the `best` blocks, and the evidence's
+    (`choice.excerpt`, renumbered among those kept)."""
+    kept = [number for number, excerpt in enumerate(excerpts) if number == choice.excerpt or any(
+        excerpt.token_start // block_tokens <= block <= (excerpt.token_start + len(excerpt.ids) - 1) // block_tokens
+        for block in best)]
+    where = kept.index(choice.excerpt) if choice.excerpt is not None else None
+    return [excerpts[number] for number in kept], replace(choice, excerpt=where)
 
 
 def open_store(path: str | Path, model: str | None = None, device: str | None = None, write: bool = False,

@@ -220,3 +220,24 @@ def test_the_questions_own_words_are_no_sign_that_a_passage_was_drawn_on():
     assert supporting([other], KEY, "The boathouse key.", "Where is the boathouse key?") == []
     holder = passage("boat.md", BOAT, 10, (12, 12))
     assert supporting([holder, other], KEY, "The boathouse key.", "Where is the boathouse key?") == [holder]
+
+
+def test_the_prompt_reads_the_best_blocks_excerpts_and_the_evidences_wherever_it_lies():
+    from engine.answer.evidence import Choice
+    from engine.answer.excerpts import Excerpt
+    from engine.api import read_excerpts
+    from ingest.catalog import Citation as SpanCitation
+
+    def excerpt(start: int, tokens: int) -> Excerpt:  # an excerpt of `tokens` tokens from sequence position `start`
+        span = SpanCitation(start, ("a.md",), None, 1, 1, None, start, start + tokens, None)
+        return Excerpt(span, [0] * tokens, [0] * tokens, 1, start)
+
+    # blocks of 64 tokens; the excerpts cover blocks 0, 2-3, 5 and 9, in corpus order
+    excerpts = [excerpt(0, 64), excerpt(128, 100), excerpt(320, 64), excerpt(576, 64)]
+    best = [3, 0]  # the reader's best blocks: the second excerpt (by its second block) and the first
+    evidence = Evidence("a.md", None, 1, 1, "a sentence")
+    kept, choice = read_excerpts(excerpts, Choice([evidence], 3, 7.0, 1.0), best, 64)
+    assert kept == [excerpts[0], excerpts[1], excerpts[3]]  # block 5's excerpt is neither best nor the evidence's
+    assert choice.excerpt == 2 and choice.evidence == [evidence] and choice.score == 7.0
+    kept, choice = read_excerpts(excerpts, Choice([], None, 0.0, 0.0), best, 64)
+    assert kept == excerpts[:2] and choice.excerpt is None
