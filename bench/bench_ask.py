@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from engine.answer.generation import Answer, Token
-from engine.answer.retrieval import retrieve
+from engine.answer.retrieval import TOP_K, retrieve
 from engine.api import open_store
 from engine.memory.states import recorded_state_bytes
 from engine.runtime import load_runtime
@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--top-k", type=int, default=TOP_K)
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="answer budget (default 64; `engine ask` allows 128): the answers here are a name")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. 'before the fix')")

@@ -1,7 +1,7 @@
 """The sample corpus' ten questions (data/questions.json) through `engine ask`: is the answer right, is the
 right file cited, and does retrieval alone find the right lines — model heads, lexical path, fused.
 
-    python bench/eval_questions.py [--store DIR] [--top-k 4]
+    python bench/eval_questions.py [--store DIR] [--top-k 6]
 
 Ingests data/ into DIR (a temporary store by default), then asks. Writes bench/results/questions_cpu.json.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.answer.generation import Answer
 from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
-from engine.api import open_store
+from engine.api import TOP_K, open_store
 from engine.runtime import load_runtime
 from ingest import catalog
 
@@ -48,7 +48,7 @@ def block_hits(db, blocks: list[int], block_tokens: int, question: dict) -> bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path)
-    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--top-k", type=int, default=TOP_K)
     args = parser.parse_args()
     questions = json.loads((ROOT / "data" / "questions.json").read_text())["questions"]
     runtime = load_runtime(None, "cpu")

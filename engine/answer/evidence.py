@@ -21,8 +21,12 @@ from engine.answer.excerpts import Excerpt
 from engine.answer.retrieval import content_words
 
 # A sentence ends at a full stop, a blank line, or where a list item begins: each item of a list is its own
-# statement ("- Project lead: Marta Kowalczyk"), not a clause of one long sentence with its neighbours.
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d+[.)])[ \t])")
+# statement ("- Project lead: Marta Kowalczyk"), not a clause of one long sentence with its neighbours. The
+# stop of a title or a common abbreviation, or after an initial, ends nothing: "(Dr. Haddad)" cut in two
+# quoted half an appointment as the evidence.
+ABBREVIATIONS = ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Jr", "Sr", "No", "Fig", "vs", "cf", "e.g", "i.e", "[A-Z]")
+SENTENCE_BREAK = re.compile("(?<=[.!?])" + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+                            + r"\s+|\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d+[.)])[ \t])")
 MIN_WORDS = 3  # a heading or a stray line is no evidence
 BM25_K1, BM25_B = 1.2, 0.75
 _STEMMER = snowballstemmer.stemmer("english")

@@ -76,6 +76,14 @@ def test_each_list_item_is_a_sentence_of_its_own():
                       "* Vendor contact: Joost de Vries\nat Lumenscan, since May.", "Then more."]
 
 
+def test_the_stop_of_a_title_an_abbreviation_or_an_initial_ends_no_sentence():
+    text = ("- Dentist appointment on 12 June at 09:40 (Dr. Haddad). Bring the card, e.g. the blue one.\n"
+            "J. Smith and Mrs. Lee agreed. Done.")
+    assert [piece.strip() for piece in SENTENCE_BREAK.split(text)] == [
+        "- Dentist appointment on 12 June at 09:40 (Dr. Haddad).", "Bring the card, e.g. the blue one.",
+        "J. Smith and Mrs. Lee agreed.", "Done."]
+
+
 def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.\nThe new key   hangs by the door."]
     answer = ('As [notes/lock.md] says, "the new key hangs by the door" and \u201cthe old key was thrown away\u201d; '
