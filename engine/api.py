@@ -62,7 +62,8 @@ READ_BLOCKS = 4
 CLOSEST = 3  # passages offered when a question was not found: enough to see what the files hold nearby
 # File suffixes the ingest reads as documents, plain text or source code (the app accepts these as uploads).
 READABLE_SUFFIXES = frozenset(MARKDOWN | RST | PDF | set(CODE) | {".txt", ".text", ".log", ".csv", ".org"})
-__all__ = ["EngineStore", "READABLE_SUFFIXES", "TOP_K", "binary_reason", "open_store"]  # binary_reason: the app's upload check
+# binary_reason: the app's upload check
+__all__ = ["EngineStore", "READABLE_SUFFIXES", "TOP_K", "binary_reason", "open_store"]
 
 
 class EngineStore:
@@ -169,8 +170,7 @@ class EngineStore:
             raise UsageError(f"the store at {self.root} holds nothing the engine has read yet: "
                              f"run `engine ingest PATH` first")
         started = time.perf_counter()
-        blocks = retrieve(self.runtime, self.config, self.index(), self.store, sought, top_k, lexical)
-        excerpts = excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
+        blocks, excerpts = self._retrieve(sought, top_k, lexical)
         nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
@@ -216,8 +216,13 @@ class EngineStore:
 
     def passages(self, question: str, top_k: int = TOP_K, lexical: bool = True) -> list[Excerpt]:
         """The excerpts retrieved for `question`, widened to whole lines, in corpus order (before the prompt is fitted)."""
+        return self._retrieve(question, top_k, lexical)[1]
+
+    def _retrieve(self, question: str, top_k: int, lexical: bool) -> tuple[list[tuple[int, float]], list[Excerpt]]:
+        """The `top_k` best blocks (best first) and the excerpts they cover (`passages`)."""
         blocks = retrieve(self.runtime, self.config, self.index(), self.store, question, top_k, lexical)
-        return excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens, MAX_CONTEXT_TOKENS)
+        return blocks, excerpts_for_blocks(self.runtime, self.store, blocks, self.config.block_tokens,
+                                           MAX_CONTEXT_TOKENS)
 
     def documents(self) -> list[dict]:
         """Every document the store knows (path, name, kind, status, reason, tokens, date, live), live ones first."""

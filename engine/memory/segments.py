@@ -13,9 +13,9 @@ never see each other); the default suits the device (`default_batch_segments`) a
 store's config: a store's keys do not depend on it (batched and single passes agree within an int8
 step in fp32, a few in bf16). On a CPU with bf16 instructions the pass computes in bf16 under autocast
 (`engine.runtime.reading_dtype`): measured, 1.5-1.6x the tokens a second, the same retrieval. Each batch is
-stored as one step: its state files made whole and durable together (`engine.memory.states.write_states`), then recorded in the catalog in one transaction, so a run killed at any
-moment leaves a store whose recorded segments all have whole state files, and a re-run carries on from
-the first unrecorded one.
+stored as one step: its state files made whole and durable together (`engine.memory.states.write_states`),
+then recorded in the catalog in one transaction, so a run killed at any moment leaves a store whose recorded
+segments all have whole state files, and a re-run carries on from the first unrecorded one.
 """
 
 from __future__ import annotations
