@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
-from engine.answer.evidence import Choice, Evidence, choose_evidence
+from engine.answer.evidence import Choice, Evidence, choose_evidence, completed
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.generation import Answer, Grounds, Token, answer_stream
 from engine.answer.prompt import fit_excerpts
@@ -174,6 +174,7 @@ class EngineStore:
         nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
         choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
+        choice = replace(choice, evidence=[completed(sentence, self.lines) for sentence in choice.evidence])
         excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
                                          self.config.block_tokens)
         found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
@@ -199,7 +200,7 @@ class EngineStore:
                 event.timings["evidence_s"] = evidence_ready
                 event.evidence, event.found = choice.evidence, found
                 if found:
-                    event.citations = supporting(pinned_to_evidence(event.citations, evidence), evidence,
+                    event.citations = supporting(pinned_to_evidence(event.citations, evidence, self.lines), evidence,
                                                  event.text, sought)
                 else:
                     event.citations, event.closest = [], self._closest(nearest, evidence)
@@ -212,7 +213,7 @@ class EngineStore:
         corpus' order. None of them is said to support anything."""
         ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
         records = [citation_record(e, self.runtime.tokenizer.decode(e.ids)) for e in ranked]
-        return pinned_to_evidence(records, evidence)[:CLOSEST]
+        return pinned_to_evidence(records, evidence, self.lines)[:CLOSEST]
 
     def passages(self, question: str, top_k: int = TOP_K, lexical: bool = True) -> list[Excerpt]:
         """The excerpts retrieved for `question`, widened to whole lines, in corpus order (before the prompt is fitted)."""

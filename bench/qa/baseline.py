@@ -15,13 +15,13 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from engine.answer.evidence import choose_evidence
+from engine.answer.evidence import choose_evidence, completed
 from engine.answer.excerpts import Excerpt
 from engine.answer.generation import Answer, Token, answer_stream
 from engine.runtime import Runtime
@@ -77,6 +77,7 @@ class Baseline:
         """`cache`: a .npy file for the chunk vectors, reused while the chunks are the same (embedding 1.2k
         chunks takes minutes on a busy 2-core CPU)."""
         self.embedder = embedder or load_embedder()
+        self.corpus = corpus
         self.chunks = chunk_corpus(corpus)
         texts = [chunk.text for chunk in self.chunks]
         digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
@@ -95,6 +96,11 @@ class Baseline:
         similarities, rows = self.index.search(embed(self.embedder, [question]), k)
         return [(self.chunks[row], float(sim)) for sim, row in zip(similarities[0], rows[0]) if row >= 0]
 
+    def lines(self, name: str, page: int | None, first: int, last: int) -> tuple[int, list[str]]:
+        """Lines `first`..`last` of a corpus file, as `EngineStore.lines` gives a document's (the evidence is
+        completed from them as the engine's is)."""
+        return first, (self.corpus / name).read_text(encoding="utf-8").split("\n")[first - 1:last]
+
     def ask(self, runtime: Runtime, question: str, max_new_tokens: int = 128) -> Iterator[Token | Answer]:
         """Events as `EngineStore.ask` yields them; the Answer's timings count from before the question is
         embedded, as the engine's count from before retrieval, and carry `retrieve_s` and the hits."""
@@ -104,6 +110,7 @@ class Baseline:
         chunks = [chunk for chunk, _ in sorted(hits, key=lambda hit: hit[0].order)]
         excerpts = [excerpt_for(runtime, chunk) for chunk in chunks]
         choice = choose_evidence(excerpts, [chunk.text for chunk in chunks], question)
+        choice = replace(choice, evidence=[completed(sentence, self.lines) for sentence in choice.evidence])
         quote = (excerpts[choice.excerpt], choice.evidence[0].text) if choice.evidence else None
         for event in answer_stream(runtime, excerpts, question, max_new_tokens, started, quote=quote):
             if isinstance(event, Answer):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from engine.answer.evidence import Evidence, stems
+from engine.answer.evidence import Evidence, Lines, stems
 from engine.answer.excerpts import MAX_CITED_LINES, Excerpt
 from engine.model.attention import AttentionMass
 from engine.runtime import Runtime
@@ -88,18 +88,25 @@ def citation_record(excerpt: Excerpt, text: str) -> Citation:
                     score=round(excerpt.mass, 4))
 
 
-def pinned_to_evidence(citations: list[Citation], evidence: Evidence | None) -> list[Citation]:
-    """The citations, the one whose passage holds the evidence sentence first and marking that sentence's lines.
+def pinned_to_evidence(citations: list[Citation], evidence: Evidence | None, lines: Lines | None = None) -> list[Citation]:
+    """The citations, the one whose passage holds the start of the evidence sentence first and marking that
+    sentence's lines; where the evidence runs on past the passage (it is completed from its document), the
+    passage is widened to its end by `lines`, which reads a document's lines.
 
     The heaviest lines of the answer's attention sat a line or two off the answer: on the bench/qa train split
     the first citation overlapped the gold lines for 24% of fact questions, the evidence sentence for 90%."""
     for number, citation in enumerate(citations):
         first, last = citation.context_lines
         if (evidence is not None and citation.path == evidence.path and citation.page == evidence.page
-                and first <= evidence.start_line and evidence.end_line <= last):
-            lines = citation.context.split("\n")[evidence.start_line - first:evidence.end_line - first + 1]
-            pinned = replace(citation, start_line=evidence.start_line, end_line=evidence.end_line,
-                             text="\n".join(lines))
+                and first <= evidence.start_line <= last):
+            context = citation.context.split("\n")
+            if evidence.end_line > last and lines is not None:
+                context += lines(citation.path, citation.page, last + 1, evidence.end_line)[1]
+                last = first + len(context) - 1
+            end = min(evidence.end_line, last)
+            pinned = replace(citation, start_line=evidence.start_line, end_line=end,
+                             text="\n".join(context[evidence.start_line - first:end - first + 1]),
+                             context="\n".join(context), context_lines=[first, last])
             return [pinned, *citations[:number], *citations[number + 1:]]
     return citations
 
@@ -107,7 +114,7 @@ def pinned_to_evidence(citations: list[Citation], evidence: Evidence | None) -> 
 def holds_evidence(citation: Citation, evidence: Evidence | None) -> bool:
     """Whether the citation's marked lines are the evidence sentence's (as `pinned_to_evidence` marks them)."""
     return (evidence is not None and citation.path == evidence.path and citation.page == evidence.page
-            and (citation.start_line, citation.end_line) == (evidence.start_line, evidence.end_line))
+            and citation.start_line == evidence.start_line)
 
 
 def added_words(answer: str, question: str) -> set[str]:

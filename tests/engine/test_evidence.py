@@ -11,7 +11,7 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import SENTENCE_BREAK, Evidence
+from engine.answer.evidence import SENTENCE_BREAK, Evidence, completed
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts
 from engine.answer.support import unsupported
 from engine.api import open_store
@@ -84,6 +84,36 @@ def test_the_stop_of_a_title_an_abbreviation_or_an_initial_ends_no_sentence():
         "J. Smith and Mrs. Lee agreed.", "Done."]
 
 
+DOCUMENT = ["# Shed", "", "We talked about where the spare key for the shed",
+            "should go. It hangs behind the tide clock", "since March. Then we ate.", "",
+            "- The ladder is in the barn.", "- The rake is broken."]
+
+
+def lines_of(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+    assert name == "shed.md" and page is None
+    return first, DOCUMENT[first - 1:last]
+
+
+def test_the_evidence_is_completed_from_its_document_with_the_sentence_after_it():
+    cut = Evidence("shed.md", None, 3, 3, "We talked about where the spare key for the shed")
+    whole = completed(cut, lines_of)
+    assert (whole.start_line, whole.end_line) == (3, 5)
+    assert whole.text == ("We talked about where the spare key for the shed\nshould go. It hangs behind the tide clock"
+                          "\nsince March.")
+
+
+def test_no_sentence_is_added_across_a_blank_line_or_a_list_item():
+    last = Evidence("shed.md", None, 5, 5, "Then we ate.")
+    assert completed(last, lines_of) == last
+    item = Evidence("shed.md", None, 7, 7, "- The ladder is in the barn.")
+    assert completed(item, lines_of) == item
+
+
+def test_evidence_its_document_no_longer_holds_is_kept_as_it_was():
+    gone = Evidence("shed.md", None, 3, 3, "A sentence the document does not hold")
+    assert completed(gone, lines_of) == gone
+
+
 def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.\nThe new key   hangs by the door."]
     answer = ('As [notes/lock.md] says, "the new key hangs by the door" and \u201cthe old key was thrown away\u201d; '
@@ -113,6 +143,15 @@ def test_the_citation_holding_the_evidence_comes_first_marking_its_lines():
     assert [(c.path, c.start_line, c.end_line, c.text) for c in pinned] == [("b.md", 12, 12, "third"),
                                                                           ("a.md", 5, 6, "e\nf")]
     assert pinned_to_evidence([other], Evidence("c.md", None, 1, 1, "elsewhere")) == [other]
+
+
+def test_evidence_running_on_past_its_passage_widens_the_citation_to_its_end():
+    holder = Citation(path="shed.md", paths=["shed.md"], page=None, start_line=3, end_line=3, text=DOCUMENT[2],
+                      context="\n".join(DOCUMENT[1:3]), context_lines=[2, 3], score=0.4)
+    evidence = completed(Evidence("shed.md", None, 3, 3, DOCUMENT[2]), lines_of)
+    [pinned] = pinned_to_evidence([holder], evidence, lines_of)
+    assert (pinned.start_line, pinned.end_line, pinned.context_lines) == (3, 5, [2, 5])
+    assert pinned.text == "\n".join(DOCUMENT[2:5])
 
 
 def test_a_follow_up_finds_its_evidence_through_the_question_before(store, capsys, tmp_path, monkeypatch):
