@@ -1,10 +1,10 @@
-"""How the fused retrieval orders the gold block, on the train split only (no generation, minutes on a CPU).
+"""How the fused retrieval orders the gold block (no generation, minutes on a CPU).
 
-    python bench/qa/retrieval_order.py [--store .qa-store]
+    python bench/qa/retrieval_order.py [--store .qa-store] [--split train|test]
 
-For each answerable train question: the model heads' ranking and the full-text ranking (the calls `retrieve`
-makes), then each fusion rule's top 4 blocks; a block is "gold" when its lines overlap the gold lines.
-Writes bench/results/qa_retrieval_order_train.json: hit@1 and hit@4 per rule and per kind.
+For each answerable question of the split (the train split while working; the test split once, at the end):
+the model heads' ranking and the full-text ranking (the calls `retrieve` makes), then each fusion rule's top 4 blocks; a block is "gold" when its lines overlap the gold lines.
+Writes bench/results/qa_retrieval_order_<split>.json: hit@1 and hit@4 per rule and per kind.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ RULES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "qa_retrieval_order_train.json")
+    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--out", type=Path, help="default: bench/results/qa_retrieval_order_<split>.json")
     args = parser.parse_args()
     import engine
     from bench.qa.gold import block_lines, overlaps_gold
     from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 
-    items = [item for item in json.loads((QA / "questions_train.json").read_text(encoding="utf-8"))
+    items = [item for item in json.loads((QA / f"questions_{args.split}.json").read_text(encoding="utf-8"))
              if item["kind"] != "absent"]
     hits: dict[str, dict[str, list[tuple[bool, bool]]]] = defaultdict(lambda: defaultdict(list))
     with engine.open_store(args.store, device="cpu") as store:
@@ -76,11 +77,12 @@ def main() -> int:
                 for kind in (item["kind"], "answerable"):
                     hits[name][kind].append((bool(flags[:1]) and flags[0], any(flags)))
             print(f"[{number}/{len(items)}] {item['id']}", file=sys.stderr, flush=True)
-    result = {"split": "train", "command": "python bench/qa/retrieval_order.py", "rules": {
+    result = {"split": args.split, "command": f"python bench/qa/retrieval_order.py --split {args.split}", "rules": {
         name: {kind: {"n": len(rows), "hit@1": round(sum(a for a, _ in rows) / len(rows), 3),
                       "hit@4": round(sum(b for _, b in rows) / len(rows), 3)} for kind, rows in per_kind.items()}
         for name, per_kind in hits.items()}}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    out = args.out or ROOT / "bench" / "results" / f"qa_retrieval_order_{args.split}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
 
