@@ -29,7 +29,14 @@ ABBREVIATIONS = ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Jr", "Sr", "No", "Fig",
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d+[.)])[ \t]")
 SENTENCE_BREAK = re.compile("(?<=[.!?])" + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
                             + r"\s+|\n\s*\n|\n(?=" + LIST_ITEM.pattern + ")")
-MIN_WORDS = 3  # a heading or a stray line is no evidence
+MIN_WORDS = 3  # a stray line is no evidence
+# A heading is no evidence either, however many words it has: "Why not just use namedtuple?" over the section
+# that answers it only restates the question. Headings as Markdown and reStructuredText write them: a line
+# starting with "#", or a line underlined with a run of one punctuation character.
+UNDERLINE = r"([=\-~^\"'`#*+])\1{2,}[ \t]*"
+HEADING_ATX = re.compile(r"#{1,6}[ \t]")
+UNDERLINED_LAST = re.compile(r"\n" + UNDERLINE + r"$")
+UNDERLINED_NEXT = re.compile(r"[ \t]*\n" + UNDERLINE + r"(?:\n|$)")
 FOLLOWING_LINES = 12  # how far past the chosen sentence its end and the sentence after it are looked for
 BM25_K1, BM25_B = 1.2, 0.75
 _STEMMER = snowballstemmer.stemmer("english")
@@ -55,14 +62,15 @@ def stems(text: str) -> list[str]:
 
 
 def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
-    """The sentences (or paragraphs without a full stop) of an excerpt whose text is `text`, each with
-    its first and last line; lines are counted from the excerpt's first line."""
+    """The sentences (or paragraphs without a full stop) of an excerpt whose text is `text`, headings left
+    out, each with its first and last line; lines are counted from the excerpt's first line."""
     found, begin = [], 0
     for boundary in [*SENTENCE_BREAK.finditer(text), None]:
         end = boundary.start() if boundary else len(text)
         piece = text[begin:end]
         body = piece.strip()
-        if _words(body) >= MIN_WORDS:
+        heading = HEADING_ATX.match(body) or UNDERLINED_LAST.search(body) or UNDERLINED_NEXT.match(text, end)
+        if _words(body) >= MIN_WORDS and not heading:
             first = excerpt.line_start + text.count("\n", 0, begin + len(piece) - len(piece.lstrip()))
             found.append(Evidence(excerpt.citation.paths[0], excerpt.citation.page, first,
                                   first + body.count("\n"), body))

@@ -11,11 +11,13 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import SENTENCE_BREAK, Evidence, completed
+from engine.answer.evidence import SENTENCE_BREAK, Evidence, completed, sentences
+from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts
 from engine.answer.support import unsupported
 from engine.api import open_store
 from engine.cli import main
+from ingest import catalog
 from tests.engine.tiny_gguf import tiny_model_in
 
 pytest.importorskip("transformers")
@@ -82,6 +84,18 @@ def test_the_stop_of_a_title_an_abbreviation_or_an_initial_ends_no_sentence():
     assert [piece.strip() for piece in SENTENCE_BREAK.split(text)] == [
         "- Dentist appointment on 12 June at 09:40 (Dr. Haddad).", "Bring the card, e.g. the blue one.",
         "J. Smith and Mrs. Lee agreed.", "Done."]
+
+
+def test_a_heading_is_no_evidence_however_many_words_it_has():
+    text = ("Why not just use namedtuple?\n----------------------------\n\n"
+            "Any namedtuple can be compared to any other with the same fields.\n\n"
+            "## Where the spare key hangs\n\nBehind the blue tide clock, since May.")
+    span = catalog.Citation(span_id=1, paths=("notes.rst",), page=None, line_start=1, line_end=9, heading=None,
+                            token_start=0, token_end=0, date=None)
+    excerpt = Excerpt(span, [], [], 1, 0)
+    assert [(e.start_line, e.text) for e in sentences(excerpt, text)] == [
+        (4, "Any namedtuple can be compared to any other with the same fields."),
+        (8, "Behind the blue tide clock, since May.")]
 
 
 DOCUMENT = ["# Shed", "", "We talked about where the spare key for the shed",
