@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from engine.answer.citations import CITED_SHARE, GROUNDED_SHARE, Citation, attention_on_excerpts, citation_record
 from engine.answer.evidence import Evidence
 from engine.answer.excerpts import Excerpt
-from engine.answer.prompt import build_prompt
+from engine.answer.prompt import build_prompt, without_quote_label
 from engine.answer.repeats import without_repeats
 from engine.model.generate import generate_tokens, stream_text
 from engine.runtime import Runtime
@@ -74,7 +74,7 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
             yield piece
 
     pieces = []
-    for piece in without_repeats(timed()):
+    for piece in without_repeats(without_quote_label(timed())):
         pieces.append(piece)
         yield Token(piece)
     result.text = "".join(pieces)

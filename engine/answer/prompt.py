@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from engine.answer.excerpts import Excerpt
 from engine.runtime import Runtime
 
@@ -10,6 +12,9 @@ SYSTEM = ("You answer questions about the user's own files. Use the excerpts giv
 PLACEHOLDER = "\x00EXCERPTS\x00"
 QUOTE_PLACEHOLDER = "\x00QUOTE\x00"
 QUOTE = '\n(The most relevant sentence: "{}")'
+# How the reader repeats the quote's label when it opens its answer by quoting the evidence (12 of the 64
+# answers of the bench/qa train run).
+QUOTE_ECHOES = ("the most relevant sentence is:", "the most relevant sentence:")
 
 
 def _label(excerpt: Excerpt) -> str:
@@ -65,3 +70,28 @@ def fit_excerpts(runtime: Runtime, excerpts: list[Excerpt], question: str, max_p
             return []
         kept.remove(dropped)
     return kept
+
+
+def without_quote_label(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces of a streaming answer without the quote's label where the reader opens by repeating it
+    ('The most relevant sentence is: "…"'): the label is the prompt's scaffolding, not part of the answer.
+    The opening is held back only while it can still be the label."""
+    held, deciding, leading = "", True, False
+    for piece in pieces:
+        if deciding:
+            held += piece
+            opening = held.lstrip().lower()
+            if any(echo.startswith(opening) and echo != opening for echo in QUOTE_ECHOES):
+                continue
+            deciding = False
+            echo = next((echo for echo in QUOTE_ECHOES if opening.startswith(echo)), None)
+            if echo is not None:
+                held, leading = held.lstrip()[len(echo):], True
+            piece = held
+        if leading:
+            piece = piece.lstrip()
+            leading = not piece
+        if piece:
+            yield piece
+    if deciding and held:
+        yield held

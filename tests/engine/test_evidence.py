@@ -13,7 +13,7 @@ from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
 from engine.answer.evidence import SENTENCE_BREAK, Evidence, completed, sentences
 from engine.answer.excerpts import Excerpt
-from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts
+from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts, without_quote_label
 from engine.answer.support import unsupported
 from engine.api import open_store
 from engine.cli import main
@@ -96,6 +96,17 @@ def test_a_heading_is_no_evidence_however_many_words_it_has():
     assert [(e.start_line, e.text) for e in sentences(excerpt, text)] == [
         (4, "Any namedtuple can be compared to any other with the same fields."),
         (8, "Behind the blue tide clock, since May.")]
+
+
+def test_an_answer_opening_with_the_quotes_label_is_shown_without_it():
+    def shown(pieces: list[str]) -> str:
+        return "".join(without_quote_label(iter(pieces)))
+
+    assert shown(["The", " most", " relevant", " sentence", " is", ":", "\n\n", '"- Dentist', ' on 12 June."']) == (
+        '"- Dentist on 12 June."')
+    assert shown(["The most relevant sentence: ", '"Pixel."']) == '"Pixel."'
+    assert shown(["The", " most", " important", " step", " is", " rest."]) == "The most important step is rest."
+    assert shown(["The", " most"]) == "The most"
 
 
 DOCUMENT = ["# Shed", "", "We talked about where the spare key for the shed",
