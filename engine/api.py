@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
-from engine.answer.evidence import Choice, Evidence, choose_evidence, completed
+from engine.answer.evidence import Choice, Evidence, choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.generation import Answer, Grounds, Token, answer_stream
 from engine.answer.prompt import fit_excerpts
@@ -173,8 +173,8 @@ class EngineStore:
         blocks, excerpts = self._retrieve(sought, top_k, lexical)
         nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
-        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought)
-        choice = replace(choice, evidence=[completed(sentence, self.lines) for sentence in choice.evidence])
+        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought,
+                                 self.lines)
         excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
                                          self.config.block_tokens)
         found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT

@@ -15,13 +15,13 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from engine.answer.evidence import choose_evidence, completed
+from engine.answer.evidence import choose_evidence
 from engine.answer.excerpts import Excerpt
 from engine.answer.generation import Answer, Token, answer_stream
 from engine.runtime import Runtime
@@ -109,8 +109,7 @@ class Baseline:
         retrieved = time.perf_counter() - started
         chunks = [chunk for chunk, _ in sorted(hits, key=lambda hit: hit[0].order)]
         excerpts = [excerpt_for(runtime, chunk) for chunk in chunks]
-        choice = choose_evidence(excerpts, [chunk.text for chunk in chunks], question)
-        choice = replace(choice, evidence=[completed(sentence, self.lines) for sentence in choice.evidence])
+        choice = choose_evidence(excerpts, [chunk.text for chunk in chunks], question, self.lines)
         quote = (excerpts[choice.excerpt], choice.evidence[0].text) if choice.evidence else None
         for event in answer_stream(runtime, excerpts, question, max_new_tokens, started, quote=quote):
             if isinstance(event, Answer):

@@ -145,8 +145,10 @@ class Choice:
     support: float
 
 
-def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) -> Choice:
-    """The best-matching sentence among the excerpts (whose texts are `texts`)."""
+def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, lines: Lines | None = None) -> Choice:
+    """The best-matching sentence among the excerpts (whose texts are `texts`); given `lines`, which reads a
+    document's lines, completed from its document (`completed`). The score and support are the chosen sentence's
+    as the excerpts hold it."""
     wanted = set(stems(question))
     pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
             for sentence in sentences(excerpt, text)]
@@ -162,4 +164,5 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str) ->
     held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number))
     weight = {stem: idf(len(pool), frequency[stem]) for stem in wanted}
     support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
-    return Choice([pool[best][1]], number, scores[best], support)
+    chosen = pool[best][1] if lines is None else completed(pool[best][1], lines)
+    return Choice([chosen], number, scores[best], support)
