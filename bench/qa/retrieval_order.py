@@ -3,7 +3,8 @@
     python bench/qa/retrieval_order.py [--store .qa-store] [--split train|test]
 
 For each answerable question of the split (the train split while working; the test split once, at the end):
-the model heads' ranking and the full-text ranking (the calls `retrieve` makes), then each fusion rule's top 4 blocks; a block is "gold" when its lines overlap the gold lines.
+the model heads' ranking and the full-text ranking (the calls `retrieve` makes), then each fusion rule's top 4
+blocks; a block is "gold" when its lines overlap the gold lines.
 Writes bench/results/qa_retrieval_order_<split>.json: hit@1 and hit@4 per rule and per kind.
 """
 

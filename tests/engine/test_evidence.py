@@ -11,11 +11,11 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import SENTENCE_BREAK, Evidence, completed, sentences
+from engine.answer.evidence import SENTENCE_BREAK, Choice, Evidence, completed, sentences
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts, without_quote_label
 from engine.answer.support import unsupported
-from engine.api import open_store
+from engine.api import open_store, read_excerpts
 from engine.cli import main
 from ingest import catalog
 from tests.engine.tiny_gguf import tiny_model_in
@@ -295,13 +295,8 @@ def test_the_questions_own_words_are_no_sign_that_a_passage_was_drawn_on():
 
 
 def test_the_prompt_reads_the_best_blocks_excerpts_and_the_evidences_wherever_it_lies():
-    from engine.answer.evidence import Choice
-    from engine.answer.excerpts import Excerpt
-    from engine.api import read_excerpts
-    from ingest.catalog import Citation as SpanCitation
-
     def excerpt(start: int, tokens: int) -> Excerpt:  # an excerpt of `tokens` tokens from sequence position `start`
-        span = SpanCitation(start, ("a.md",), None, 1, 1, None, start, start + tokens, None)
+        span = catalog.Citation(start, ("a.md",), None, 1, 1, None, start, start + tokens, None)
         return Excerpt(span, [0] * tokens, [0] * tokens, 1, start)
 
     # blocks of 64 tokens; the excerpts cover blocks 0, 2-3, 5 and 9, in corpus order
