@@ -1,6 +1,6 @@
-"""Checks the question set against the shipped corpus and writes the train/test split.
+"""Checks the question sets against the shipped corpus and writes the train/test split.
 
-    python bench/qa/check_questions.py            # check only
+    python bench/qa/check_questions.py            # check only (questions.json and questions_holdout.json)
     python bench/qa/check_questions.py --split    # check, then write questions_train.json / questions_test.json
 
 Why each check: a benchmark whose gold answers are wrong measures nothing. Every answerable item's answer
@@ -135,11 +135,16 @@ def main() -> int:
     parser.add_argument("--split", action="store_true", help="write questions_train.json and questions_test.json")
     args = parser.parse_args()
     items = json.loads((HERE / "questions.json").read_text(encoding="utf-8"))
-    found = problems(items)
+    holdout = json.loads((HERE / "questions_holdout.json").read_text(encoding="utf-8"))
+    found = problems(items) + problems(holdout)
+    found += [f"{item['id']}: in both questions.json and questions_holdout.json"
+              for item in holdout if item["id"] in {other["id"] for other in items}]
     for line in found:
         print(line)
-    counts = {kind: sum(item["kind"] == kind for item in items) for kind in KINDS}
-    print(f"{len(items)} questions {counts}: {'OK' if not found else f'{len(found)} problems'}")
+    for name, part in (("questions.json", items), ("questions_holdout.json", holdout)):
+        counts = {kind: sum(item["kind"] == kind for item in part) for kind in KINDS}
+        print(f"{name}: {len(part)} questions {counts}")
+    print("OK" if not found else f"{len(found)} problems")
     if found:
         return 1
     if args.split:

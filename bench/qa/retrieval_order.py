@@ -50,7 +50,7 @@ RULES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
-    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--split", choices=("train", "test", "holdout"), default="train")
     parser.add_argument("--out", type=Path, help="default: bench/results/qa_retrieval_order_<split>.json")
     args = parser.parse_args()
     import engine

@@ -1,5 +1,6 @@
-"""The QA evaluation set (bench/qa) is sound: well-formed items, each gold answer really in its gold lines of the
-shipped corpus, absent items' answer phrases nowhere in it, and the train/test split disjoint and complete."""
+"""The QA evaluation sets (bench/qa) are sound: well-formed items, each gold answer really in its gold lines of the
+shipped corpus, absent items' answer phrases nowhere in it, the train/test split disjoint and complete, and the
+later held-out set new."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def load(name: str) -> list[dict]:
 
 
 ALL, TRAIN, TEST = load("questions.json"), load("questions_train.json"), load("questions_test.json")
-ANSWERABLE = [item for item in ALL if item["kind"] != "absent"]
+HOLDOUT = load("questions_holdout.json")
+ANSWERABLE = [item for item in ALL + HOLDOUT if item["kind"] != "absent"]
 
 
 def flat(text: str) -> str:
@@ -43,6 +45,14 @@ def test_train_and_test_are_a_disjoint_cover_with_about_30_percent_test():
     assert all(item == by_id[item["id"]] for item in TRAIN + TEST)
 
 
+def test_the_holdout_set_is_new_and_has_every_kind():
+    assert not {item["id"] for item in HOLDOUT} & {item["id"] for item in ALL}
+    assert len({item["id"] for item in HOLDOUT}) == len(HOLDOUT) >= 30
+    assert {item["kind"] for item in HOLDOUT} == KINDS
+    gold = {(item["path"], item["start_line"]) for item in ALL if item["kind"] != "absent"}
+    assert not [item["id"] for item in HOLDOUT if item["kind"] != "absent" and (item["path"], item["start_line"]) in gold]
+
+
 @pytest.mark.parametrize("item", ANSWERABLE, ids=lambda item: item["id"])
 def test_gold_answer_is_in_its_line_range(item):
     assert item["question"].strip() and item["answer"].strip() and isinstance(item["aliases"], list)
@@ -59,7 +69,7 @@ def words(text: str) -> str:
 
 def test_absent_answers_are_nowhere_in_the_corpus():
     corpus = words("\n".join(path.read_text(encoding="utf-8") for path in (QA / "corpus").iterdir()))
-    absent = [item for item in ALL if item["kind"] == "absent"]
+    absent = [item for item in ALL + HOLDOUT if item["kind"] == "absent"]
     for item in absent:
         assert item["absent_check"], item["id"]
         for phrase in item["absent_check"]:
