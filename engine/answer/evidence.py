@@ -27,13 +27,15 @@ from engine.answer.retrieval import content_words
 # quoted half an appointment as the evidence.
 ABBREVIATIONS = ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Jr", "Sr", "No", "Fig", "vs", "cf", "e.g", "i.e", "[A-Z]")
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d+[.)])[ \t]")
-SENTENCE_BREAK = re.compile("(?<=[.!?])" + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
-                            + r"\s+|\n\s*\n|\n(?=" + LIST_ITEM.pattern + ")")
-MIN_WORDS = 3  # a stray line is no evidence
 # A heading is no evidence either, however many words it has: "Why not just use namedtuple?" over the section
 # that answers it only restates the question. Headings as Markdown and reStructuredText write them: a line
-# starting with "#", or a line underlined with a run of one punctuation character.
-UNDERLINE = r"([=\-~^\"'`#*+])\1{2,}[ \t]*"
+# starting with "#", or a line underlined with a run of one punctuation character. The underline also ends the
+# title's sentence: reStructuredText lets a paragraph follow it with no blank line between.
+UNDERLINE = "(?:" + "|".join(re.escape(mark) + "{3,}" for mark in "=-~^\"'`#*+") + r")[ \t]*"
+SENTENCE_BREAK = re.compile(r"\n" + UNDERLINE + r"(?:\n|$)|(?<=[.!?])"
+                            + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+                            + r"\s+|\n\s*\n|\n(?=" + LIST_ITEM.pattern + ")")
+MIN_WORDS = 3  # a stray line is no evidence
 HEADING_ATX = re.compile(r"#{1,6}[ \t]")
 UNDERLINED_LAST = re.compile(r"\n" + UNDERLINE + r"$")
 UNDERLINED_NEXT = re.compile(r"[ \t]*\n" + UNDERLINE + r"(?:\n|$)")
@@ -114,7 +116,8 @@ def completed(evidence: Evidence, lines: Lines) -> Evidence:
     And the sentence that matches a question's words often sets up what the answer is, the next one saying it
     ("JSON was initially considered but quickly rejected. While great as …, the syntax does not lend itself
     to easy editing"): on the bench/qa train split, the acceptable answer stood in the chosen sentence for
-    28 of 36 fact and why/how questions, in the sentence and the next one for 32."""
+    28 of 36 fact and why/how questions, in the sentence and the next one for 32. A sentence that asks ("So
+    why not use a concurrent collector?") is answered by what follows it, also across a paragraph's end."""
     first, held = lines(evidence.path, evidence.page, evidence.start_line, evidence.end_line + FOLLOWING_LINES)
     text = "\n".join(held)
     begin = text.find(evidence.text) if first == evidence.start_line else -1
@@ -123,10 +126,12 @@ def completed(evidence: Evidence, lines: Lines) -> Evidence:
     breaks = SENTENCE_BREAK.finditer(text, begin)
     stop = next(breaks, None)
     end = stop.start() if stop else len(text)
-    if stop is not None and text[stop.start() - 1] in ".!?" and not re.search(r"\n\s*\n", stop.group(0)):
+    asks = stop is not None and text[stop.start() - 1] == "?"
+    if stop is not None and text[stop.start() - 1] in ".!?" and (asks or not re.search(r"\n\s*\n", stop.group(0))):
         after = next(breaks, None)
         following = text[stop.end():after.start() if after else len(text)]
-        if _words(following) >= MIN_WORDS and not LIST_ITEM.match(following):
+        heading = HEADING_ATX.match(following) or (after is not None and UNDERLINED_NEXT.match(text, after.start()))
+        if _words(following) >= MIN_WORDS and not LIST_ITEM.match(following) and not heading:
             end = stop.end() + len(following.rstrip())
     body = text[begin:end].strip()
     return replace(evidence, end_line=evidence.start_line + body.count("\n"), text=body)

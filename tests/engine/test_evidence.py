@@ -98,6 +98,15 @@ def test_a_heading_is_no_evidence_however_many_words_it_has():
         (8, "Behind the blue tide clock, since May.")]
 
 
+def test_a_title_whose_paragraph_follows_its_underline_at_once_is_no_evidence():
+    text = ("Allowing the readme to imply plain text\n---------------------------------------\n"
+            "The authors considered it, but decided to be explicit.\n")
+    span = catalog.Citation(span_id=1, paths=("notes.rst",), page=None, line_start=1, line_end=3, heading=None,
+                            token_start=0, token_end=0, date=None)
+    assert [(e.start_line, e.text) for e in sentences(Excerpt(span, [], [], 1, 0), text)] == [
+        (3, "The authors considered it, but decided to be explicit.")]
+
+
 def test_an_answer_opening_with_the_quotes_label_is_shown_without_it():
     def shown(pieces: list[str]) -> str:
         return "".join(without_quote_label(iter(pieces)))
@@ -132,6 +141,19 @@ def test_no_sentence_is_added_across_a_blank_line_or_a_list_item():
     assert completed(last, lines_of) == last
     item = Evidence("shed.md", None, 7, 7, "- The ladder is in the barn.")
     assert completed(item, lines_of) == item
+
+
+def test_a_sentence_that_asks_is_completed_with_the_answer_after_it_even_past_its_paragraph():
+    document = ["So why not keep the key in the shed?", "", "Because the shed has no lock.", "",
+                "Why not?", "", "Heading", "-------", "", "Text under it."]
+
+    def lines(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+        return first, document[first - 1:last]
+
+    whole = completed(Evidence("shed.md", None, 1, 1, document[0]), lines)
+    assert (whole.start_line, whole.end_line, whole.text) == (
+        1, 3, "So why not keep the key in the shed?\n\nBecause the shed has no lock.")
+    assert completed(Evidence("shed.md", None, 5, 5, "Why not?"), lines).end_line == 5  # a heading is no answer
 
 
 def test_evidence_its_document_no_longer_holds_is_kept_as_it_was():
