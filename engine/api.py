@@ -47,13 +47,9 @@ from ingest.tokens import sequence_tokenizer
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
 # "Found" when the evidence sentence, with its neighbours, holds at least FOUND_SUPPORT of the question's words
 # weighted by their IDF among the candidate sentences (a word no candidate holds weighs most), or when its BM25
-# score is at least FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only how strongly
-# it matches some of it, and a question near the files' topics but not in them ("Which flag tells venv to skip
-# installing pip?") matches its topic words strongly. On the bench/qa train questions and 40 more written for
-# working on (bench/results/qa_found_train.json), no absent question's evidence held half of its words (the most:
-# 0.48), while 55 of 61 answerable questions' did; a BM25 score of 10, above every absent question's, lets through
-# answerable ones that reword a frame word ("how many", "should"). Together: 28 of 28 absent questions not found,
-# 5 of 61 answerable ones wrongly (the rule before, BM25 5.5 or share 0.6: 21 of 28, 4 of 61).
+# score reaches FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only how strongly it
+# matches some of it, and a question near the files' topics but not in them matches its topic words strongly.
+# Chosen on the bench/qa questions to work on (docs/benchmarks.md, "Answers on real prose: later question sets").
 FOUND_SCORE = 10.0
 FOUND_SUPPORT = 0.5
 # The reader reads the excerpts of the READ_BLOCKS best blocks and the one holding the evidence sentence: the
