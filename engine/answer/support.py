@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
-# A number (digits, maybe with . , : - inside), or a word with a capital letter or a digit that is not the
-# first word of a sentence: "PEP 572", "EXTERNALLY-MANAGED", "Guido", "3.12", "1995".
-_NUMBER = re.compile(r"\d+(?:[.,:\-]\d+)*")
+# A number (digits, maybe with . , : - inside, and the letters it is written with: "Q3", "E17", "3rd"), or a
+# word with a capital letter that is not the first word of a sentence: "PEP 572", "EXTERNALLY-MANAGED", "Guido",
+# "3.12", "1995". The number is whole: the "3" of "Q3" alone occurs in no passage that says "Q3".
+_NUMBER = re.compile(r"(?<![^\W\d_])[^\W\d_]*\d+(?:[.,:\-]\d+)*[^\W\d_]*(?![^\W\d_])")
 _WORD = re.compile(r"[^\W_][\w\-.']*[^\W_]|[^\W_]")
 _QUOTED = re.compile(r'"([^"\n]*[^\W\d_][^"\n]*)"|\u201c([^\u201d\n]*[^\W\d_][^\u201d\n]*)\u201d')
 # "[notes/boat.md]", "[report.pdf, page 3]": what the prompt's excerpt labels look like (a file name with a

@@ -68,6 +68,8 @@ def test_names_and_numbers_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.", "Room 12 is on the second floor."]
     answer = "Marta Kowalska changed the lock in 2021, with Jonas, in room 12."
     assert unsupported(answer, passages) == ["2021", "Jonas"]
+    budget = ["The Q3 budget for project Osprey is 48,200 euros; error E17 means the fan is blocked."]
+    assert unsupported("Q3 is 48,200 euros and E17 a blocked fan, Q4 unknown.", budget) == ["Q4"]
 
 
 def test_each_list_item_is_a_sentence_of_its_own():
