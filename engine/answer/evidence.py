@@ -37,7 +37,6 @@ SENTENCE_BREAK = re.compile(r"\n" + UNDERLINE + r"(?:\n|$)|(?<=[.!?])"
                             + r"\s+|\n\s*\n|\n(?=" + LIST_ITEM.pattern + ")")
 MIN_WORDS = 3  # a stray line is no evidence
 HEADING_ATX = re.compile(r"#{1,6}[ \t]")
-UNDERLINED_LAST = re.compile(r"\n" + UNDERLINE + r"$")
 UNDERLINED_NEXT = re.compile(r"[ \t]*\n" + UNDERLINE + r"(?:\n|$)")
 FOLLOWING_LINES = 12  # how far past the chosen sentence its end and the sentence after it are looked for
 BM25_K1, BM25_B = 1.2, 0.75
@@ -71,8 +70,7 @@ def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
         end = boundary.start() if boundary else len(text)
         piece = text[begin:end]
         body = piece.strip()
-        heading = HEADING_ATX.match(body) or UNDERLINED_LAST.search(body) or UNDERLINED_NEXT.match(text, end)
-        if _words(body) >= MIN_WORDS and not heading:
+        if _words(body) >= MIN_WORDS and not _heading(body, text, end):
             first = excerpt.line_start + text.count("\n", 0, begin + len(piece) - len(piece.lstrip()))
             found.append(Evidence(excerpt.citation.paths[0], excerpt.citation.page, first,
                                   first + body.count("\n"), body))
@@ -105,6 +103,12 @@ def _words(text: str) -> int:
     return len(re.findall(r"[^\W\d_]{2,}", text))
 
 
+def _heading(piece: str, text: str, end: int) -> bool:
+    """Whether `piece`, the text before `end`, is a heading: a "#" line, or a title its underline follows (the
+    underline ends the title's sentence)."""
+    return bool(HEADING_ATX.match(piece) or UNDERLINED_NEXT.match(text, end))
+
+
 Lines = Callable[[str, int | None, int, int], tuple[int, list[str]]]  # (name, page, first, last) -> (first, lines)
 
 
@@ -129,9 +133,9 @@ def completed(evidence: Evidence, lines: Lines) -> Evidence:
     asks = stop is not None and text[stop.start() - 1] == "?"
     if stop is not None and text[stop.start() - 1] in ".!?" and (asks or not re.search(r"\n\s*\n", stop.group(0))):
         after = next(breaks, None)
-        following = text[stop.end():after.start() if after else len(text)]
-        heading = HEADING_ATX.match(following) or (after is not None and UNDERLINED_NEXT.match(text, after.start()))
-        if _words(following) >= MIN_WORDS and not LIST_ITEM.match(following) and not heading:
+        ends = after.start() if after else len(text)
+        following = text[stop.end():ends]
+        if _words(following) >= MIN_WORDS and not LIST_ITEM.match(following) and not _heading(following, text, ends):
             end = stop.end() + len(following.rstrip())
     body = text[begin:end].strip()
     return replace(evidence, end_line=evidence.start_line + body.count("\n"), text=body)
