@@ -29,22 +29,15 @@ def main() -> int:
     parser.add_argument("--split", default="train")
     args = parser.parse_args()
     import engine
-    from bench.qa.baseline import embed, load_embedder
+    from bench.qa.baseline import embed, embed_blocks, load_embedder
     from engine.answer.retrieval import lexical_block_ranking, text_reader
 
     questions = json.loads((ROOT / "bench" / "qa" / f"questions_{args.split}.json").read_text(encoding="utf-8"))
+    embedder = load_embedder()
     with engine.open_store(args.store, device="cpu") as store:
         read = text_reader(store.runtime, store.store)
-        tokens = store.store.tokens_path.stat().st_size // 4
         fulltext = [lexical_block_ranking(store.store.db, item["question"], BLOCK, read)[:TOP] for item in questions]
-        cache = args.keys / "minilm-blocks.npy"
-        if cache.exists():
-            vectors = np.load(cache)
-        else:
-            texts = [read(start, min(start + BLOCK, tokens)) for start in range(0, tokens, BLOCK)]
-            vectors = embed(load_embedder(), texts)
-            np.save(cache, vectors)
-    embedder = load_embedder()
+        vectors = embed_blocks(embedder, store, args.keys / "minilm-blocks.npy")
     asked = embed(embedder, [item["question"] for item in questions])
     minilm = [np.argsort(-(vectors @ q))[:TOP].tolist() for q in asked]
     (args.keys / f"rankings-{args.split}.json").write_text(json.dumps({"fulltext": fulltext, "minilm": minilm}))

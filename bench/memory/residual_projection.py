@@ -23,7 +23,6 @@ import json
 import sys
 import sysconfig
 import time
-from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -38,23 +37,14 @@ LAYERS = (3, 6, 9, 12, 15, 18, 21, 24, 30)
 KINDS = ("fact", "paraphrase", "why_how")
 
 
-def plain_causal(model, length: int):
-    from engine.model.llama import apply_rope, sdpa_causal
-
-    cos, sin = model.rope(length)
-
-    def attention(q, k, v, *, layer: int, start: int) -> torch.Tensor:
-        c, s = cos[:q.shape[1]], sin[:q.shape[1]]
-        return sdpa_causal(apply_rope(q, c, s), apply_rope(k, c, s), v)
-    return attention
-
-
 @torch.inference_mode()
 def residual_means(model, ids: np.ndarray, per_block: bool) -> np.ndarray:
     """Mean residual stream after each layer of LAYERS: per 64-token block of `ids` read in 2048-token windows
     (blocks, layers, hidden), or over all of `ids` read alone (layers, hidden)."""
+    from engine.model.llama import FullCausalAttention
+
     out = []
-    attention = plain_causal(model, WINDOW)
+    attention = FullCausalAttention(*model.rope(WINDOW))
     for start in range(0, len(ids), WINDOW if per_block else len(ids)):
         window = ids[start:start + WINDOW] if per_block else ids
         x = model.embed(torch.as_tensor(window, dtype=torch.long)[None])
@@ -112,10 +102,6 @@ def ranking(queries: np.ndarray, blocks: np.ndarray, top: int = 64) -> list[list
     return [list(np.argsort(-row)[:top]) for row in queries @ blocks.T]
 
 
-def take_turns(*rankings: list[int]) -> list[int]:
-    return list(dict.fromkeys(block for group in zip_longest(*rankings) for block in group if block is not None))
-
-
 def hits(rankings: list[list[int]], gold: list[set[int]], kinds: list[str], k: int) -> dict[str, str]:
     out = {}
     for kind in (*KINDS, "all"):
@@ -133,11 +119,11 @@ def main() -> int:
     parser.add_argument("--train-tokens", type=int, default=300_000)
     parser.add_argument("--sweep", action="store_true", help="also every single layer and a few combinations")
     args = parser.parse_args()
-    from baseline import embed, load_embedder
+    from baseline import embed, embed_blocks, load_embedder
     from gold import block_lines, overlaps_gold
 
     import engine
-    from engine.answer.retrieval import lexical_block_ranking, text_reader
+    from engine.answer.retrieval import lexical_block_ranking, take_turns, text_reader
 
     torch.set_grad_enabled(False)
     began = time.perf_counter()
@@ -166,8 +152,7 @@ def main() -> int:
         tokens = np.concatenate([tokens, np.zeros(-len(tokens) % BLOCK, np.int64)])
         blocks = len(tokens) // BLOCK
         corpus_x = cached(args.work / "pep_feats.npy", lambda: residual_means(model, tokens, True).astype(np.float16))
-        corpus_minilm = cached(args.work / "pep_minilm.npy", lambda: embed(embedder, [
-            tokenizer.decode(tokens[i:i + BLOCK].tolist()) for i in range(0, len(tokens), BLOCK)]))
+        corpus_minilm = embed_blocks(embedder, store, args.work / "pep_minilm.npy")
         rows_path = args.work / "blocks.json"
         if not rows_path.exists():
             rows_path.write_text(json.dumps([block_lines(runtime, store.store, b, BLOCK) for b in range(blocks)]))

@@ -56,6 +56,19 @@ def embed(embedder, texts: list[str]) -> np.ndarray:
                       dtype=np.float32)
 
 
+def embed_blocks(embedder, store, cache: Path) -> np.ndarray:
+    """Unit vectors of the text of every block of an engine store (`engine.open_store`), as the retrieval benches
+    compare MiniLM with the engine's own lists; kept in `cache` (a .npy file) once computed."""
+    from engine.answer.retrieval import text_reader
+
+    if not cache.exists():
+        read = text_reader(store.runtime, store.store)
+        tokens = store.store.tokens_path.stat().st_size // 4
+        block = store.config.block_tokens
+        np.save(cache, embed(embedder, [read(start, min(start + block, tokens)) for start in range(0, tokens, block)]))
+    return np.load(cache)
+
+
 def chunk_corpus(corpus: Path) -> list[Chunk]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 

@@ -58,17 +58,10 @@ MINILM_RULES = {
 def minilm_rankings(store, items: list[dict], cache: Path) -> list[list[int]]:
     """Per question, the blocks by cosine of their all-MiniLM-L6-v2 embedding to the question's, best 64 first."""
     import numpy as np
-    from baseline import embed, load_embedder
-
-    from engine.answer.retrieval import text_reader
+    from baseline import embed, embed_blocks, load_embedder
 
     embedder = load_embedder()
-    if not cache.exists():
-        read = text_reader(store.runtime, store.store)
-        tokens = store.store.tokens_path.stat().st_size // 4
-        block = store.config.block_tokens
-        np.save(cache, embed(embedder, [read(start, min(start + block, tokens)) for start in range(0, tokens, block)]))
-    vectors = np.load(cache)
+    vectors = embed_blocks(embedder, store, cache)
     return [np.argsort(-(vectors @ q))[:64].tolist() for q in embed(embedder, [item["question"] for item in items])]
 
 
