@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(QA))
 FILES = ("questions_train.json", "questions_train_extra.json")
 RULES = {
     "shipped: support >= 0.5 or BM25 >= 10": lambda row: row["support"] >= 0.5 or row["score"] >= 10,
@@ -68,5 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(QA))
     sys.exit(main())
