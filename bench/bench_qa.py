@@ -205,7 +205,7 @@ def load_records(path: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2"), required=True)
+    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), required=True)
     parser.add_argument("--store", type=Path, default=Path(".qa-store"),
                         help="the engine's store of bench/qa/corpus (built when empty)")
     parser.add_argument("--records", type=Path, help="JSONL of raw answers (default: beside the store)")

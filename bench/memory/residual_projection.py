@@ -114,7 +114,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--work", type=Path, required=True, help="a folder for the cached features")
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2"), default="train")
+    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), default="train")
     parser.add_argument("--layers", default="3,12,24", help="the layers whose block means the map reads")
     parser.add_argument("--train-tokens", type=int, default=300_000)
     parser.add_argument("--sweep", action="store_true", help="also every single layer and a few combinations")

@@ -68,7 +68,7 @@ def minilm_rankings(store, items: list[dict], cache: Path) -> list[list[int]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2"), default="train")
+    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), default="train")
     parser.add_argument("--minilm", action="store_true", help="also MiniLM block embeddings as a third list")
     parser.add_argument("--out", type=Path, help="default: bench/results/qa_retrieval_order_<split>.json")
     args = parser.parse_args()
