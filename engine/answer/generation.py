@@ -13,8 +13,12 @@ from engine.answer.evidence import Evidence
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import build_prompt, without_quote_label
 from engine.answer.repeats import without_repeats
-from engine.model.generate import generate_tokens, stream_text
+from engine.model.generate import copy_bias, generate_tokens, stream_text
 from engine.runtime import Runtime
+
+# How strongly the reader is held to a quotation of the evidence it has begun (`engine.model.generate.CopyBias`),
+# chosen on the bench/qa questions to work on (docs/benchmarks.md, "Holding the reader to its quotation").
+COPY_STRENGTH = 6.0
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,16 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
                   started: float, temperature: float = 0.0,
                   quote: tuple[Excerpt, str] | None = None) -> Iterator[Token | Answer]:
     """Events: a Token for each piece of the answer as it streams, then the Answer. `quote`: the evidence
-    sentence to repeat under the question, with the excerpt that holds it (`build_prompt`)."""
+    sentence to repeat under the question, with the excerpt that holds it (`build_prompt`); an answer that
+    starts quoting it is held to the quotation (`COPY_STRENGTH`)."""
     prompt = build_prompt(runtime, excerpts, question, quote)
+    copy = None if quote is None else copy_bias(runtime.tokenizer.encode(quote[1]), COPY_STRENGTH)
     result = Answer(excerpts=excerpts)
     produced: list[int] = []
 
     def counted():
-        for token in generate_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids, temperature):
+        for token in generate_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids, temperature,
+                                     copy=copy):
             produced.append(token)
             yield token
 

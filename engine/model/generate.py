@@ -12,6 +12,25 @@ from engine.model.llama import Llama
 from engine.model.tokenizer import ChatTokenizer
 
 
+@dataclass(frozen=True)
+class CopyBias:
+    """Favours finishing a quotation of `source`: after each generated token, the logits of the tokens that
+    follow it somewhere in the source are raised by `strength`. A small reader that starts to quote its
+    evidence otherwise drifts off it within a few words into something the text does not say; the first
+    token is left free, so the reader still chooses whether and where to quote."""
+
+    following: dict[int, torch.Tensor]
+    strength: float
+
+
+def copy_bias(source: list[int], strength: float) -> CopyBias:
+    """The CopyBias of the token ids `source`."""
+    following: dict[int, set[int]] = {}
+    for token, after in zip(source, source[1:]):
+        following.setdefault(token, set()).add(after)
+    return CopyBias({token: torch.tensor(sorted(after)) for token, after in following.items()}, strength)
+
+
 @dataclass
 class Generated:
     """What one generation produced, for `--json` and the benchmarks."""
@@ -36,9 +55,10 @@ def question_prompt(tokenizer: ChatTokenizer, question: str) -> tuple[list[int],
 
 @torch.inference_mode()
 def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int],
-                    temperature: float = 0.0, seed: int | None = None) -> Iterator[int]:
+                    temperature: float = 0.0, seed: int | None = None, copy: CopyBias | None = None) -> Iterator[int]:
     """Token ids one at a time, stopping at a stop id (not yielded) or the budget: the most likely token at
-    temperature 0, else a draw from the softmax of logits / temperature (`seed` makes draws repeatable)."""
+    temperature 0, else a draw from the softmax of logits / temperature (`seed` makes draws repeatable);
+    `copy` raises the tokens that continue a quotation of its source."""
     device = model.embed.weight.device
     generator = torch.Generator(device=device)
     if seed is not None:
@@ -46,10 +66,12 @@ def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, st
     else:
         generator.seed()
     attention = model.cached_attention(1, len(prompt_ids) + max_new_tokens)
-    tokens, start = torch.tensor([prompt_ids], device=device), 0
+    tokens, start, last = torch.tensor([prompt_ids], device=device), 0, None
     for _ in range(max_new_tokens):
         logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1]).float()
         start += tokens.shape[1]
+        if copy is not None and last in copy.following:
+            logits[:, copy.following[last].to(device)] += copy.strength
         if temperature > 0:
             chosen = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
         else:
@@ -57,7 +79,7 @@ def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, st
         if chosen in stop_ids:
             return
         yield chosen
-        tokens = torch.tensor([[chosen]], device=device)
+        tokens, last = torch.tensor([[chosen]], device=device), chosen
 
 
 def stream_text(tokenizer: ChatTokenizer, ids: Iterator[int]) -> Iterator[str]:
