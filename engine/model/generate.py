@@ -14,8 +14,8 @@ from engine.model.tokenizer import ChatTokenizer
 
 @dataclass(frozen=True)
 class CopyBias:
-    """Favours finishing a quotation of `source`: after each generated token, the logits of the tokens that
-    follow it somewhere in the source are raised by `strength`. A small reader that starts to quote its
+    """Favours finishing a quotation of a source text: after each generated token, the logits of the tokens
+    that follow it somewhere in the source (`following`) are raised by `strength`. A small reader that starts to quote its
     evidence otherwise drifts off it within a few words into something the text does not say; the first
     token is left free, so the reader still chooses whether and where to quote."""
 
