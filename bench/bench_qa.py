@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(QA))
 
-from check_questions import KINDS, answer_strings, contains  # noqa: E402
+from check_questions import KINDS, SPLITS, answer_strings, contains, load  # noqa: E402
 
 SYSTEMS = ("engine", "baseline")
 MAX_NEW_TOKENS = 64
@@ -205,7 +205,7 @@ def load_records(path: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), required=True)
+    parser.add_argument("--split", choices=SPLITS, required=True)
     parser.add_argument("--store", type=Path, default=Path(".qa-store"),
                         help="the engine's store of bench/qa/corpus (built when empty)")
     parser.add_argument("--records", type=Path, help="JSONL of raw answers (default: beside the store)")
@@ -215,7 +215,7 @@ def main() -> int:
                         help="ask nothing: write the results from the answers already recorded")
     args = parser.parse_args()
     systems = [system for system in args.systems.split(",") if system]
-    items = interleaved(json.loads((QA / f"questions_{args.split}.json").read_text(encoding="utf-8")))[:args.limit]
+    items = interleaved(load(f"questions_{args.split}.json"))[:args.limit]
     store_path = args.store.expanduser().resolve()
     records_path = args.records or store_path.parent / f"{store_path.name}-qa-{args.split}.jsonl"
     ensure_store(store_path)

@@ -31,6 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "qa"))
+
+from check_questions import SPLITS, load  # noqa: E402
+
 BLOCK = 64
 WINDOW = 2048
 LAYERS = (3, 6, 9, 12, 15, 18, 21, 24, 30)
@@ -114,7 +117,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--work", type=Path, required=True, help="a folder for the cached features")
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), default="train")
+    parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--layers", default="3,12,24", help="the layers whose block means the map reads")
     parser.add_argument("--train-tokens", type=int, default=300_000)
     parser.add_argument("--sweep", action="store_true", help="also every single layer and a few combinations")
@@ -128,7 +131,7 @@ def main() -> int:
     torch.set_grad_enabled(False)
     began = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    items = [item for item in json.loads((ROOT / "bench" / "qa" / f"questions_{args.split}.json").read_text())
+    items = [item for item in load(f"questions_{args.split}.json")
              if item["kind"] != "absent"]
     embedder = load_embedder()
     with engine.open_store(args.store, device="cpu") as store:

@@ -27,6 +27,10 @@ TEST_SHARE = 0.3
 # Written after the first test split had been run: more questions to work on, and held-out sets run once each.
 LATER_SETS = ("questions_train_extra.json", "questions_holdout.json", "questions_holdout2.json",
               "questions_holdout3.json")
+# The questions one works on (never a held-out one), and the splits the QA benches ask (questions_<split>.json).
+WORK_SETS = ("questions_train.json", "questions_train_extra.json")
+SPLITS = ("train", "test", *(name.removeprefix("questions_").removesuffix(".json") for name in LATER_SETS
+                             if "holdout" in name))
 
 # Function words only: a word that says what a passage is about is never on this list.
 STOPWORDS = frozenset("""
@@ -133,12 +137,17 @@ def split(items: list[dict]) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
+def load(*names: str) -> list[dict]:
+    """The items of the question sets `names` (files of bench/qa), one after another."""
+    return [item for name in names for item in json.loads((HERE / name).read_text(encoding="utf-8"))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", action="store_true", help="write questions_train.json and questions_test.json")
     args = parser.parse_args()
-    items = json.loads((HERE / "questions.json").read_text(encoding="utf-8"))
-    sets = {name: json.loads((HERE / name).read_text(encoding="utf-8")) for name in ("questions.json", *LATER_SETS)}
+    sets = {name: load(name) for name in ("questions.json", *LATER_SETS)}
+    items = sets["questions.json"]
     found = [line for part in sets.values() for line in problems(part)]
     seen: dict[str, str] = {}
     for name, part in sets.items():

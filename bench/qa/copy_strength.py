@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(QA))
-FILES = ("questions_train.json", "questions_train_extra.json")
 LOOP = re.compile(r"(\S+\s+)\1{4,}")
 
 
@@ -33,13 +32,12 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--strengths", default="0,3,6")
     args = parser.parse_args()
-    from check_questions import contains
+    from check_questions import WORK_SETS, contains, load
 
     import engine
     from engine.answer import generation
 
-    items = [item for name in FILES for item in json.loads((QA / name).read_text(encoding="utf-8"))
-             if item["kind"] in ("fact", "why_how")]
+    items = [item for item in load(*WORK_SETS) if item["kind"] in ("fact", "why_how")]
     summary, answers = {}, {}
     with engine.open_store(args.store, device="cpu") as store:
         for strength in [float(s) for s in args.strengths.split(",")]:
@@ -61,7 +59,7 @@ def main() -> int:
             answers[str(strength)] = rows
             print(strength, summary[str(strength)], flush=True)
     (ROOT / "bench" / "results" / "qa_copy_strength_train.json").write_text(json.dumps({
-        "questions": list(FILES), "command": f"python bench/qa/copy_strength.py --store S --strengths {args.strengths}",
+        "questions": list(WORK_SETS), "command": f"python bench/qa/copy_strength.py --store S --strengths {args.strengths}",
         "max_new_tokens": 64, "summary": summary, "answers": answers}, indent=1) + "\n")
     return 0
 

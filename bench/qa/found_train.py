@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(QA))
-FILES = ("questions_train.json", "questions_train_extra.json")
 RULES = {
     "shipped: support >= 0.5 or BM25 >= 10": lambda row: row["support"] >= 0.5 or row["score"] >= 10,
     "before: BM25 >= 5.5 or support >= 0.6": lambda row: row["score"] >= 5.5 or row["support"] >= 0.6,
@@ -68,12 +67,12 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--more", action="store_true", help="also the model's likelihood and MiniLM's cosine")
     args = parser.parse_args()
-    from check_questions import contains
+    from check_questions import WORK_SETS, contains, load
 
     import engine
     from engine.answer.evidence import choose_evidence
 
-    items = [item for name in FILES for item in json.loads((QA / name).read_text(encoding="utf-8"))]
+    items = load(*WORK_SETS)
     rows = []
     if args.more:
         from baseline import embed, load_embedder
@@ -110,7 +109,7 @@ def main() -> int:
     for name, counts in {**rules, **more}.items():
         print(f"{name:36s} {counts}")
     (ROOT / "bench" / "results" / "qa_found_train.json").write_text(json.dumps({
-        "questions": list(FILES), "command": f"python bench/qa/found_train.py --store S{' --more' * args.more}",
+        "questions": list(WORK_SETS), "command": f"python bench/qa/found_train.py --store S{' --more' * args.more}",
         "rules": rules, "all_absent_not_found": more, "per_question": rows}, indent=1) + "\n")
     return 0
 

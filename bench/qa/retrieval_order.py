@@ -22,6 +22,8 @@ QA = ROOT / "bench" / "qa"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(QA))
 
+from check_questions import SPLITS, load  # noqa: E402
+
 from engine.answer.retrieval import take_turns  # noqa: E402
 
 RRF_K = 60
@@ -68,7 +70,7 @@ def minilm_rankings(store, items: list[dict], cache: Path) -> list[list[int]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
-    parser.add_argument("--split", choices=("train", "test", "holdout", "holdout2", "holdout3"), default="train")
+    parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--minilm", action="store_true", help="also MiniLM block embeddings as a third list")
     parser.add_argument("--out", type=Path, help="default: bench/results/qa_retrieval_order_<split>.json")
     args = parser.parse_args()
@@ -76,7 +78,7 @@ def main() -> int:
     from bench.qa.gold import block_lines, overlaps_gold
     from engine.answer.retrieval import lexical_block_ranking, model_block_scores, question_queries, text_reader
 
-    items = [item for item in json.loads((QA / f"questions_{args.split}.json").read_text(encoding="utf-8"))
+    items = [item for item in load(f"questions_{args.split}.json")
              if item["kind"] != "absent"]
     hits: dict[str, dict[str, list[tuple[bool, bool, bool]]]] = defaultdict(lambda: defaultdict(list))
     rules = RULES | (MINILM_RULES if args.minilm else {})

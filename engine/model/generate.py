@@ -15,9 +15,9 @@ from engine.model.tokenizer import ChatTokenizer
 @dataclass(frozen=True)
 class CopyBias:
     """Favours finishing a quotation of a source text: after each generated token, the logits of the tokens
-    that follow it somewhere in the source (`following`) are raised by `strength`. A small reader that starts to quote its
-    evidence otherwise drifts off it within a few words into something the text does not say; the first
-    token is left free, so the reader still chooses whether and where to quote."""
+    that follow it somewhere in the source (`following`) are raised by `strength`. A small reader that starts
+    to quote its evidence otherwise drifts off it within a few words into something the text does not say;
+    the first token is left free, so the reader still chooses whether and where to quote."""
 
     following: dict[int, torch.Tensor]
     strength: float
