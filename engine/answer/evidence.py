@@ -56,6 +56,11 @@ class Evidence:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def quoted_in(self, text: str) -> bool:
+        """Whether `text` holds this sentence word for word, spacing aside: held to its quotation, the reader
+        often answers with the evidence itself, which then need not be printed a second time under it."""
+        return " ".join(self.text.split()) in " ".join(text.split())
+
 
 def stems(text: str) -> list[str]:
     """The stems of the content words of `text`, in order (numbers count: a year is content)."""

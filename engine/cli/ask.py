@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
                           markup=False, soft_wrap=True)
         return 0
     for evidence in answer.evidence:
+        quoted = ("the answer above quotes it word for word" if evidence.quoted_in(answer.text)
+                  else f"\u201c{' '.join(evidence.text.split())}\u201d")
         console.print(f"Evidence: {where(evidence.path, evidence.page, evidence.start_line, evidence.end_line)} — "
-                      f"\u201c{' '.join(evidence.text.split())}\u201d", markup=False, soft_wrap=True)
+                      f"{quoted}", markup=False, soft_wrap=True)
     if answer.unsupported:
         console.print(f"[yellow]unsupported: {escape(', '.join(answer.unsupported))} (in no passage of your files)[/yellow]")
     if not answer.grounded:

@@ -163,6 +163,13 @@ def test_evidence_its_document_no_longer_holds_is_kept_as_it_was():
     assert completed(gone, lines_of) == gone
 
 
+def test_an_answer_quoting_the_whole_evidence_sentence_is_known_as_a_quotation():
+    evidence = Evidence("shed.md", None, 3, 4, "The key hangs\nby the  door.")
+    assert evidence.quoted_in('Your notes say: "The key hangs by the door." It has hung there for years.')
+    assert not evidence.quoted_in("The key hangs")  # a part of it leaves the rest to be shown
+    assert not evidence.quoted_in("The key hangs by the gate.")
+
+
 def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
     passages = ["The lock was changed by Marta Kowalska in 2019.\nThe new key   hangs by the door."]
     answer = ('As [notes/lock.md] says, "the new key hangs by the door" and \u201cthe old key was thrown away\u201d; '
