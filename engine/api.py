@@ -45,10 +45,11 @@ from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
 
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
-# "Found" when the evidence sentence, with its neighbours, holds at least FOUND_SUPPORT of the question's words
-# weighted by their IDF among the candidate sentences (a word no candidate holds weighs most), or when its BM25
-# score reaches FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only how strongly it
-# matches some of it, and a question near the files' topics but not in them matches its topic words strongly.
+# "Found" when the evidence sentence, with its neighbours and its section's title, holds at least FOUND_SUPPORT of
+# the question's words weighted by their IDF among the candidate sentences (a word no candidate holds weighs most),
+# or when its BM25 score reaches FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only
+# how strongly it matches some of it, and a question near the files' topics but not in them matches its topic words
+# strongly.
 # Chosen on the bench/qa questions to work on (docs/benchmarks.md, "Answers on real prose: later question sets").
 FOUND_SCORE = 10.0
 FOUND_SUPPORT = 0.5

@@ -146,12 +146,22 @@ def completed(evidence: Evidence, lines: Lines) -> Evidence:
     return replace(evidence, end_line=evidence.start_line + body.count("\n"), text=body)
 
 
+def section_title(excerpt: Excerpt) -> str:
+    """The title of the section the excerpt's span lies in (the last of its heading path), or for code the
+    definition it lies in; "" when none. What a section is about is context a sentence under it need not
+    repeat: under "Why not use a concurrent collector?", "It would make every program slower." answers the
+    question with none of its words. The title is never evidence itself (`sentences`), but it counts towards
+    whether the evidence covers what was asked."""
+    return (excerpt.citation.heading or "").rsplit(" > ", 1)[-1]
+
+
 @dataclass
 class Choice:
     """The evidence chosen, which excerpt holds it, its BM25 score (0 when no sentence shares a word with the
-    question), and `support`: the IDF-weighted share of the question's content stems that the evidence sentence
-    and its neighbours in the excerpt hold (a stem no candidate holds weighs most). Unlike the BM25 score,
-    `support` does not grow with the number of candidates, so it means the same in a small store."""
+    question), and `support`: the IDF-weighted share of the question's content stems that the evidence sentence,
+    its neighbours in the excerpt and the title of its section hold (a stem no candidate holds weighs most).
+    Unlike the BM25 score, `support` does not grow with the number of candidates, so it means the same in a
+    small store."""
 
     evidence: list[Evidence]
     excerpt: int | None
@@ -175,7 +185,8 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, li
         return Choice([], None, 0.0, 0.0)
     best = max(range(len(scores)), key=scores.__getitem__)
     number = pool[best][0]
-    held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number))
+    held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number),
+                       stems(section_title(excerpts[number])))
     weight = {stem: idf(len(pool), frequency[stem]) for stem in wanted}
     support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
     chosen = pool[best][1] if lines is None else completed(pool[best][1], lines)

@@ -11,7 +11,7 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import SENTENCE_BREAK, Choice, Evidence, completed, sentences
+from engine.answer.evidence import SENTENCE_BREAK, Choice, Evidence, choose_evidence, completed, sentences
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts, without_quote_label
 from engine.answer.support import unsupported
@@ -107,6 +107,19 @@ def test_a_title_whose_paragraph_follows_its_underline_at_once_is_no_evidence():
                             token_start=0, token_end=0, date=None)
     assert [(e.start_line, e.text) for e in sentences(Excerpt(span, [], [], 1, 0), text)] == [
         (3, "The authors considered it, but decided to be explicit.")]
+
+
+def test_the_title_of_the_evidence_section_counts_towards_covering_the_question():
+    text = "The lock was removed because the door kept jamming. Tomatoes grow by the wall."
+
+    def choice(heading: str | None) -> Choice:
+        span = catalog.Citation(1, ("notes.md",), None, 1, 1, heading, 0, 0, None)
+        return choose_evidence([Excerpt(span, [], [], 1, 0)], [text], "Why was the lock of the shed removed?")
+
+    assert choice("Garden > The shed").support == 1.0
+    assert choice("Garden > The shed").evidence[0].text == "The lock was removed because the door kept jamming."
+    assert choice(None).support < 0.5  # "shed", which no sentence holds, weighs most
+    assert choice("The shed > Garden").support == choice(None).support  # only the section it lies in counts
 
 
 def test_an_answer_opening_with_the_quotes_label_is_shown_without_it():
