@@ -62,20 +62,23 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
                   quote: tuple[Excerpt, str] | None = None) -> Iterator[Token | Answer]:
     """Events: a Token for each piece of the answer as it streams, then the Answer. `quote`: the evidence
     sentence to repeat under the question, with the excerpt that holds it (`build_prompt`); an answer that
-    starts quoting it is held to the quotation (`COPY_STRENGTH`)."""
+    starts quoting it is held to the quotation, and one that announces what follows with a colon goes on with
+    it rather than stop there (`COPY_STRENGTH`, `CopyBias`)."""
     prompt = build_prompt(runtime, excerpts, question, quote)
-    copy = None if quote is None else copy_bias(runtime.tokenizer.encode(quote[1]), COPY_STRENGTH)
+    tokenizer = runtime.tokenizer
+    copy = None if quote is None else copy_bias(tokenizer.encode(quote[1]), COPY_STRENGTH, tokenizer.announcing_ids,
+                                                tokenizer.blank_ids)
     result = Answer(excerpts=excerpts)
     produced: list[int] = []
 
     def counted():
-        for token in generate_tokens(runtime.model, prompt, max_new_tokens, runtime.tokenizer.stop_ids, temperature,
+        for token in generate_tokens(runtime.model, prompt, max_new_tokens, tokenizer.stop_ids, temperature,
                                      copy=copy):
             produced.append(token)
             yield token
 
     def timed():
-        for number, piece in enumerate(stream_text(runtime.tokenizer, counted())):
+        for number, piece in enumerate(stream_text(tokenizer, counted())):
             if number == 0:
                 result.timings["first_token_s"] = time.perf_counter() - started
             yield piece
@@ -89,7 +92,7 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
         result.corpus_share = attention_on_excerpts(runtime, prompt, produced, excerpts)
     result.grounded = result.corpus_share >= GROUNDED_SHARE
     ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
-    result.citations = [citation_record(e, runtime.tokenizer.decode(prompt[e.prompt_start:e.prompt_end]))
+    result.citations = [citation_record(e, tokenizer.decode(prompt[e.prompt_start:e.prompt_end]))
                         for e in ranked if e.mass >= CITED_SHARE]
     result.timings["total_s"] = time.perf_counter() - started
     yield result

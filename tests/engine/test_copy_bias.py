@@ -1,5 +1,6 @@
 """Holding the reader to a quotation (`CopyBias`): once it has produced a token of the source, the token that
-follows it there comes next; the first token is the reader's own choice, and a bias of nothing changes nothing."""
+follows it there comes next; the first token is the reader's own choice, and a bias of nothing changes nothing.
+After a colon the reader does not stop: the quotation's first token comes instead."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def runtime(tmp_path_factory):
     folder = tmp_path_factory.mktemp("copy")
     with tiny_model_in(folder) as path:
-        yield load_runtime(str(path), "cpu").model
+        yield load_runtime(str(path), "cpu")
+
+
+@pytest.fixture(scope="module")
+def model(runtime):
+    return runtime.model
 
 
 PROMPT = [72, 101, 108, 108, 111, 44, 32]
@@ -41,3 +47,32 @@ def test_without_strength_or_without_a_match_generation_is_unchanged(model):
 def test_a_token_followed_by_several_raises_them_all():
     bias = copy_bias([5, 6, 5, 7, 5, 6], 2.0)
     assert {token: sorted(after.tolist()) for token, after in bias.following.items()} == {5: [6, 7], 6: [5], 7: [5]}
+
+
+def test_after_a_colon_the_reader_does_not_stop_but_begins_the_quotation(model):
+    free = list(generate_tokens(model, PROMPT, 6, stop_ids=set()))
+    source = [token for token in (210, 211, 212, 213) if token not in free][:3]
+    stopping = {free[1]}
+    assert list(generate_tokens(model, PROMPT, 6, stop_ids=stopping)) == [free[0]]
+    # free[0] announces what follows: the stop it would choose is barred and the quotation begins
+    announced = copy_bias(source, 1e4, announcing=frozenset({free[0]}))
+    assert list(generate_tokens(model, PROMPT, 3, stop_ids=stopping, copy=announced)) == [free[0], *source[:2]]
+    # without an announcement, or without strength, it stops as before
+    assert list(generate_tokens(model, PROMPT, 6, stop_ids=stopping, copy=copy_bias(source, 1e4))) == [free[0]]
+    silent = copy_bias(source, 0.0, announcing=frozenset({free[0]}))
+    assert list(generate_tokens(model, PROMPT, 6, stop_ids=stopping, copy=silent)) == [free[0]]
+
+
+def test_whitespace_keeps_an_announcement_open_and_anything_else_closes_it():
+    bias = copy_bias([1, 2], 1.0, announcing=frozenset({58}), blank=frozenset({198, 220}))
+    assert bias.announced(58, before=False)
+    assert bias.announced(198, before=True) and not bias.announced(198, before=False)
+    assert not bias.announced(40, before=True)
+
+
+def test_the_tokens_ending_in_a_colon_and_those_of_whitespace_alone(runtime):
+    tokenizer = runtime.tokenizer
+    texts = {token: tokenizer.decode([token]) for token in range(tokenizer.vocab_size)}
+    assert tokenizer.announcing_ids == {token for token, text in texts.items() if text.rstrip().endswith(":")}
+    assert tokenizer.announcing_ids and tokenizer.blank_ids
+    assert all(not texts[token].strip() for token in tokenizer.blank_ids)
