@@ -20,7 +20,8 @@ def load(name: str) -> list[dict]:
 
 ALL, TRAIN, TEST = load("questions.json"), load("questions_train.json"), load("questions_test.json")
 LATER = {name: load(name) for name in ("questions_train_extra.json", "questions_holdout.json", "questions_holdout2.json",
-                                      "questions_holdout3.json", "questions_holdout4.json")}
+                                      "questions_holdout3.json", "questions_holdout4.json",
+                                      "questions_holdout5.json")}
 EVERY = ALL + [item for part in LATER.values() for item in part]
 ANSWERABLE = [item for item in EVERY if item["kind"] != "absent"]
 
@@ -53,6 +54,7 @@ def test_the_later_sets_are_new_and_share_no_question_or_gold_lines():
     assert {item["kind"] for item in LATER["questions_holdout2.json"]} == KINDS
     assert {item["kind"] for item in LATER["questions_holdout3.json"]} == KINDS
     assert {item["kind"] for item in LATER["questions_holdout4.json"]} == KINDS
+    assert {item["kind"] for item in LATER["questions_holdout5.json"]} == KINDS
     later = [item for part in LATER.values() for item in part if item["kind"] != "absent"]
     overlapping = [(a["id"], b["id"]) for a in later for b in ANSWERABLE if a is not b and a["path"] == b["path"]
                    and a["start_line"] <= b["end_line"] and b["start_line"] <= a["end_line"]]
