@@ -13,12 +13,22 @@ from engine.answer.evidence import Evidence
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import build_prompt, without_quote_label
 from engine.answer.repeats import without_repeats
-from engine.model.generate import copy_bias, generate_tokens, stream_text
+from engine.model.generate import CopyBias, copy_bias, generate_tokens, stream_text
+from engine.model.tokenizer import ChatTokenizer
 from engine.runtime import Runtime
 
 # How strongly the reader is held to a quotation of the evidence it has begun (`engine.model.generate.CopyBias`),
 # chosen on the bench/qa questions to work on (docs/benchmarks.md, "Holding the reader to its quotation").
 COPY_STRENGTH = 6.0
+
+
+def quotation_bias(tokenizer: ChatTokenizer, sentence: str) -> CopyBias:
+    """The copy bias towards the evidence `sentence` as the store holds it and with its lines run together: a
+    reader quoting "… statements ``return``/``continue``\n  within the finally suite" writes the line break
+    and its indent as one space, which the stored text never follows with "within", and the quotation ended
+    there."""
+    return copy_bias(tokenizer.encode(sentence), COPY_STRENGTH, tokenizer.announcing_ids, tokenizer.blank_ids,
+                     variants=(tokenizer.encode(" ".join(sentence.split())),))
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,7 @@ def answer_stream(runtime: Runtime, excerpts: list[Excerpt], question: str, max_
     it rather than stop there (`COPY_STRENGTH`, `CopyBias`)."""
     prompt = build_prompt(runtime, excerpts, question, quote)
     tokenizer = runtime.tokenizer
-    copy = None if quote is None else copy_bias(tokenizer.encode(quote[1]), COPY_STRENGTH, tokenizer.announcing_ids,
-                                                tokenizer.blank_ids)
+    copy = None if quote is None else quotation_bias(tokenizer, quote[1])
     result = Answer(excerpts=excerpts)
     produced: list[int] = []
 

@@ -36,11 +36,13 @@ class CopyBias:
 
 
 def copy_bias(source: list[int], strength: float, announcing: frozenset[int] = frozenset(),
-              blank: frozenset[int] = frozenset()) -> CopyBias:
-    """The CopyBias of the token ids `source` (`announcing`, `blank`: as CopyBias has them)."""
+              blank: frozenset[int] = frozenset(), variants: tuple[list[int], ...] = ()) -> CopyBias:
+    """The CopyBias of the token ids `source` (`announcing`, `blank`: as CopyBias has them); the tokens that
+    follow each other in `variants`, other forms of the same text, are followed too."""
     following: dict[int, set[int]] = {}
-    for token, after in zip(source, source[1:]):
-        following.setdefault(token, set()).add(after)
+    for ids in (source, *variants):
+        for token, after in zip(ids, ids[1:]):
+            following.setdefault(token, set()).add(after)
     return CopyBias({token: torch.tensor(sorted(after)) for token, after in following.items()}, strength,
                     source[0] if source else None, announcing, blank)
 

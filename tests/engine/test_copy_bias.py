@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.answer.generation import quotation_bias
 from engine.model.generate import copy_bias, generate_tokens
 from engine.runtime import load_runtime
 from tests.engine.tiny_gguf import tiny_model_in
@@ -76,3 +77,12 @@ def test_the_tokens_ending_in_a_colon_and_those_of_whitespace_alone(runtime):
     assert tokenizer.announcing_ids == {token for token, text in texts.items() if text.rstrip().endswith(":")}
     assert tokenizer.announcing_ids and tokenizer.blank_ids
     assert all(not texts[token].strip() for token in tokenizer.blank_ids)
+
+
+def test_a_quotation_may_run_the_evidence_lines_together(runtime):
+    tokenizer = runtime.tokenizer
+    [y], [newline], [space], [t] = (tokenizer.encode(text) for text in ("y", "\n", " ", "t"))
+    bias = quotation_bias(tokenizer, "the finally\n  suite")
+    assert sorted(bias.following[y].tolist()) == sorted({newline, space})  # "finally\n" as stored, "finally " run on
+    assert bias.opening == t
+    assert sorted(copy_bias(tokenizer.encode("the finally\n  suite"), 1.0).following[y].tolist()) == [newline]
