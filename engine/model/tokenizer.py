@@ -63,19 +63,19 @@ class ChatTokenizer:
     def token_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 
-    @cached_property
     def _token_texts(self) -> list[str]:
+        """Each id's text alone (a 50k vocabulary decodes in about 50 ms)."""
         return self.backend.decode_batch([[token] for token in range(self.vocab_size)], skip_special_tokens=False)
 
     @cached_property
     def announcing_ids(self) -> frozenset[int]:
         """The ids whose text ends with a colon, whitespace after it aside: what follows them was announced."""
-        return frozenset(token for token, text in enumerate(self._token_texts) if text.rstrip().endswith(":"))
+        return frozenset(token for token, text in enumerate(self._token_texts()) if text.rstrip().endswith(":"))
 
     @cached_property
     def blank_ids(self) -> frozenset[int]:
         """The ids whose text is whitespace alone."""
-        return frozenset(token for token, text in enumerate(self._token_texts) if text and not text.strip())
+        return frozenset(token for token, text in enumerate(self._token_texts()) if text and not text.strip())
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages` ([{"role", "content"}]), rendered by the model's own template."""
