@@ -73,25 +73,34 @@ def fit_excerpts(runtime: Runtime, excerpts: list[Excerpt], question: str, max_p
 
 
 def without_quote_label(pieces: Iterator[str]) -> Iterator[str]:
-    """The pieces of a streaming answer without the quote's label where the reader opens by repeating it
-    ('The most relevant sentence is: "…"'): the label is the prompt's scaffolding, not part of the answer.
-    The opening is held back only while it can still be the label."""
+    """The pieces of a streaming answer without the quote's label where the reader repeats it at the start of a
+    line ('The most relevant sentence is: "…"'), opening its answer with it or going on to quote after a first
+    try: the label is the prompt's scaffolding, not part of the answer. A line's start is held back only while
+    it can still be the label."""
     held, deciding, leading = "", True, False
     for piece in pieces:
-        if deciding:
-            held += piece
-            opening = held.lstrip().lower()
-            if any(echo.startswith(opening) and echo != opening for echo in QUOTE_ECHOES):
+        shown = []
+        for char in piece:
+            if leading and char.isspace():
                 continue
-            deciding = False
-            echo = next((echo for echo in QUOTE_ECHOES if opening.startswith(echo)), None)
-            if echo is not None:
-                held, leading = held.lstrip()[len(echo):], True
-            piece = held
-        if leading:
-            piece = piece.lstrip()
-            leading = not piece
-        if piece:
-            yield piece
+            leading = False
+            if deciding:
+                held += char
+                opening = held.lstrip().lower()
+                if char != "\n" and any(echo.startswith(opening) and echo != opening for echo in QUOTE_ECHOES):
+                    continue
+                deciding = False
+                echo = next((echo for echo in QUOTE_ECHOES if opening.startswith(echo)), None)
+                if echo is None:
+                    shown.append(held)
+                else:
+                    leading = True
+                held = ""
+            else:
+                shown.append(char)
+            if char == "\n":
+                deciding = True
+        if shown:
+            yield "".join(shown)
     if deciding and held:
         yield held

@@ -122,7 +122,7 @@ def test_the_title_of_the_evidence_section_counts_towards_covering_the_question(
     assert choice("The shed > Garden").support == choice(None).support  # only the section it lies in counts
 
 
-def test_an_answer_opening_with_the_quotes_label_is_shown_without_it():
+def test_the_quotes_label_at_the_start_of_a_line_of_the_answer_is_not_shown():
     def shown(pieces: list[str]) -> str:
         return "".join(without_quote_label(iter(pieces)))
 
@@ -131,6 +131,12 @@ def test_an_answer_opening_with_the_quotes_label_is_shown_without_it():
     assert shown(["The most relevant sentence: ", '"Pixel."']) == '"Pixel."'
     assert shown(["The", " most", " important", " step", " is", " rest."]) == "The most important step is rest."
     assert shown(["The", " most"]) == "The most"
+    # repeated at the start of a later line, after a first try; inside a line it is the answer's own words
+    assert shown(["It uses locks.\nThe most", " relevant sentence is", ': "A much simpler', ' alternative."']) == (
+        'It uses locks.\n"A much simpler alternative."')
+    assert shown(["As the most relevant sentence is: x"]) == "As the most relevant sentence is: x"
+    assert shown(["One.\n", "\n", "Two, the most relevant sentence: yes."]) == (
+        "One.\n\nTwo, the most relevant sentence: yes.")
 
 
 DOCUMENT = ["# Shed", "", "We talked about where the spare key for the shed",
