@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--strengths", default="0,3,6")
     args = parser.parse_args()
-    from check_questions import WORK_SETS, contains, load
+    from check_questions import WORK_SETS, answer_strings, contains, load
 
     import engine
     from engine.answer import generation
@@ -47,7 +47,7 @@ def main() -> int:
                 answer = [event for event in store.ask(item["question"], max_new_tokens=64)
                           if isinstance(event, engine.Answer)][0]
                 rows.append({"id": item["id"], "kind": item["kind"], "found": answer.found,
-                             "right": any(contains(answer.text, a) for a in [item["answer"], *item["aliases"]]),
+                             "right": any(contains(answer.text, a) for a in answer_strings(item)),
                              "unsupported": answer.unsupported, "loop": bool(LOOP.search(answer.text)),
                              "text": answer.text})
             summary[str(strength)] = {kind: {

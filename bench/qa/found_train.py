@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--store", type=Path, default=Path(".qa-store"))
     parser.add_argument("--more", action="store_true", help="also the model's likelihood and MiniLM's cosine")
     args = parser.parse_args()
-    from check_questions import WORK_SETS, contains, load
+    from check_questions import WORK_SETS, answer_strings, contains, load
 
     import engine
     from engine.answer.evidence import choose_evidence
@@ -86,7 +86,7 @@ def main() -> int:
             rows.append({"id": item["id"], "kind": item["kind"], "score": round(choice.score, 3),
                          "support": round(choice.support, 3),
                          "evidence_right": item["kind"] != "absent" and any(
-                             contains(quoted, answer) for answer in [item["answer"], *item["aliases"]])})
+                             contains(quoted, answer) for answer in answer_strings(item))})
             if args.more:
                 flat = " ".join(quoted.split())
                 question, passage = embed(embedder, [item["question"], flat])
