@@ -83,13 +83,14 @@ def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, st
         generator.seed()
     attention = model.cached_attention(1, len(prompt_ids) + max_new_tokens)
     tokens, start, last, announced = torch.tensor([prompt_ids], device=device), 0, None, False
+    stops = sorted(stop_ids)
     for _ in range(max_new_tokens):
         logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1]).float()
         start += tokens.shape[1]
         if copy is not None and last in copy.following:
             logits[:, copy.following[last].to(device)] += copy.strength
         if copy is not None and copy.strength and announced:
-            logits[:, sorted(stop_ids)] = float("-inf")
+            logits[:, stops] = float("-inf")
             if copy.opening is not None:
                 logits[:, copy.opening] += copy.strength
         if temperature > 0:
