@@ -52,7 +52,7 @@ def main() -> int:
         for number, item in enumerate(items, 1):
             excerpts = store.passages(item["question"])
             texts = [store.runtime.tokenizer.decode(e.ids) for e in excerpts]
-            pool = [s for e, t in zip(excerpts, texts) for s in sentences(e, t)]
+            pool = [s.evidence for e, t in zip(excerpts, texts) for s in sentences(e, t)]
             wanted = set(stems(item["question"]))
             overlap = [len(wanted & set(stems(s.text))) for s in pool]
             choice = choose_evidence(excerpts, texts, item["question"])

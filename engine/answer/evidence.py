@@ -3,7 +3,8 @@ verbatim from the store with its path and lines, and how much of the question it
 
 The 135M reader often turns a good passage into a wrong answer; the sentence it should have read is what a
 person can check. Chosen by lexical overlap: BM25 of the question's stemmed content words against each
-sentence, with the document frequencies of the candidate sentences themselves. On the bench/qa train split it
+sentence read with the title of its section, with the document frequencies of the candidate sentences
+themselves. On the bench/qa train split it
 picked a gold sentence whenever any candidate was gold (bench/results/qa_evidence_train.json); MiniLM cosine
 did worse (bench/results/qa_signals_train.json), and needs a second model.
 """
@@ -20,6 +21,7 @@ import snowballstemmer
 
 from engine.answer.excerpts import Excerpt
 from engine.answer.retrieval import content_words
+from ingest.extract import kind_of
 
 # A sentence ends at a full stop, a blank line, or where a list item begins: each item of a list is its own
 # statement ("- Project lead: Marta Kowalczyk"), not a clause of one long sentence with its neighbours. The
@@ -38,9 +40,18 @@ SENTENCE_BREAK = re.compile(r"\n" + UNDERLINE + r"(?:\n|$)|(?<=[.!?])"
 MIN_WORDS = 3  # a stray line is no evidence
 HEADING_ATX = re.compile(r"#{1,6}[ \t]")
 UNDERLINED_NEXT = re.compile(r"[ \t]*\n" + UNDERLINE + r"(?:\n|$)")
-FOLLOWING_LINES = 12  # how far past the chosen sentence its end and the sentence after it are looked for
+FOLLOWING_LINES = 12  # how far past the chosen sentence its end and the sentences after it are looked for
+FURTHER_SENTENCES = 2  # how many sentences past the next one the evidence may run on for the rest of the question
+# A PDF page or a plain text file marks no title ("2. Error codes", "Nordvarm HX-9 Heat Pump"): read as a
+# sentence, a title beats the line under it that answers. Such a title is known by its layout: a short line that
+# ends without punctuation, starts at the margin where a sentence, another title or the text ended, and runs
+# straight into a line that begins with a capital or a digit. Text with markup of its own is left to its markup.
+UNMARKED_KINDS = ("pdf", "text")
+TITLE_MAX_WORDS = 8
+TITLE_REACH = 40  # lines above an excerpt searched for the title it stands under
 BM25_K1, BM25_B = 1.2, 0.75
 _STEMMER = snowballstemmer.stemmer("english")
+Lines = Callable[[str, int | None, int, int], tuple[int, list[str]]]  # (name, page, first, last) -> (first, lines)
 
 
 @dataclass(frozen=True)
@@ -62,25 +73,100 @@ class Evidence:
         return " ".join(self.text.split()) in " ".join(text.split())
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """A candidate for evidence, and the title of the section it stands in ("" when none is known)."""
+
+    evidence: Evidence
+    title: str
+
+
 def stems(text: str) -> list[str]:
     """The stems of the content words of `text`, in order (numbers count: a year is content)."""
     return [_STEMMER.stemWord(word) for word in content_words(text)]
 
 
-def sentences(excerpt: Excerpt, text: str) -> list[Evidence]:
+def sentences(excerpt: Excerpt, text: str, lines: Lines | None = None) -> list[Sentence]:
     """The sentences (or paragraphs without a full stop) of an excerpt whose text is `text`, headings left
-    out, each with its first and last line; lines are counted from the excerpt's first line."""
+    out, each with its first and last line (lines are counted from the excerpt's first line) and the title it
+    stands under: the last heading before it in the excerpt, else the one in force where the excerpt starts
+    (`title_above`, which reads the document's `lines` for text without markup)."""
+    before, title = title_above(excerpt, lines)
+    titles = layout_titles(text, before) if unmarked(excerpt.citation.paths[0]) else set()
     found, begin = [], 0
-    for boundary in [*SENTENCE_BREAK.finditer(text), None]:
-        end = boundary.start() if boundary else len(text)
-        piece = text[begin:end]
+    for boundary_start, boundary_end in [*_breaks(text, titles), (len(text), len(text))]:
+        piece = text[begin:boundary_start]
         body = piece.strip()
-        if _words(body) >= MIN_WORDS and not _heading(body, text, end):
-            first = excerpt.line_start + text.count("\n", 0, begin + len(piece) - len(piece.lstrip()))
-            found.append(Evidence(excerpt.citation.paths[0], excerpt.citation.page, first,
-                                  first + body.count("\n"), body))
-        begin = boundary.end() if boundary else len(text)
+        opening = begin + len(piece) - len(piece.lstrip())
+        if opening in titles or (body and _heading(body, text, boundary_start)):
+            title = body.lstrip("#").strip()
+        elif _words(body) >= MIN_WORDS:
+            first = excerpt.line_start + text.count("\n", 0, opening)
+            found.append(Sentence(Evidence(excerpt.citation.paths[0], excerpt.citation.page, first,
+                                           first + body.count("\n"), body), title))
+        begin = boundary_end
     return found
+
+
+def unmarked(path: str) -> bool:
+    """Whether the document called `path` is of a kind that marks no headings (a PDF, plain text)."""
+    return kind_of(path)[0] in UNMARKED_KINDS
+
+
+def layout_titles(text: str, before: str | None = None) -> set[int]:
+    """Where the lines of `text` that stand as titles by their layout begin (see UNMARKED_KINDS); `before` is
+    the line above the text (None: the text begins the page or the file)."""
+    lines = text.split("\n")
+    found, at, above, above_title = set(), 0, before, False
+    for number, line in enumerate(lines):
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        body = line.strip()
+        ended = above is None or _words(above) == 0 or above_title or above.rstrip()[-1] in ".!?:"
+        above_title = (ended and bool(body) and not line[0].isspace() and body[-1].isalnum() and ": " not in body
+                       and body[0] not in "-*+\u2022" and 0 < _words(body) and len(body.split()) <= TITLE_MAX_WORDS
+                       and (following[:1].isupper() or following[:1].isdigit())
+                       and not (LIST_ITEM.match(line) and LIST_ITEM.match(following)))
+        if above_title:
+            found.add(at)
+        at += len(line) + 1
+        above = line
+    return found
+
+
+def title_above(excerpt: Excerpt, lines: Lines | None) -> tuple[str | None, str]:
+    """(The line above the excerpt, the title in force where it starts.) With markup, the title is the last of
+    the span's heading path (for code, the definition it lies in); without, the nearest line above the excerpt
+    that stands as a title by its layout, looked for in the document when `lines` reads it."""
+    if not unmarked(excerpt.citation.paths[0]):
+        return None, section_title(excerpt)
+    if lines is None or excerpt.line_start <= 1:
+        return None, ""
+    first, held = lines(excerpt.citation.paths[0], excerpt.citation.page, max(1, excerpt.line_start - TITLE_REACH),
+                        excerpt.line_start)
+    if first + len(held) - 1 != excerpt.line_start or len(held) < 2:
+        return None, ""
+    text = "\n".join(held)
+    starts = sorted(layout_titles(text, None if first == 1 else ""))
+    above = [at for at in starts if at < len(text) - len(held[-1])]
+    title = text[above[-1]:text.index("\n", above[-1])].strip() if above else ""
+    return held[-2], title
+
+
+def _breaks(text: str, titles: set[int]) -> list[tuple[int, int]]:
+    """Where the sentences of `text` break: SENTENCE_BREAK, and around each line that stands as a title."""
+    lines = [(at, text.find("\n", at) % (len(text) + 1)) for at in titles]  # a title's line: [start, end)
+    found = [match.span() for match in SENTENCE_BREAK.finditer(text)
+             if not any(start <= match.start() < end for start, end in lines)]
+    for start, end in lines:
+        found += [(start - 1, start)] if start else []
+        found += [(end, end + 1)] if end < len(text) else []
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def idf(count: int, holding: int) -> float:
@@ -114,34 +200,45 @@ def _heading(piece: str, text: str, end: int) -> bool:
     return bool(HEADING_ATX.match(piece) or UNDERLINED_NEXT.match(text, end))
 
 
-Lines = Callable[[str, int | None, int, int], tuple[int, list[str]]]  # (name, page, first, last) -> (first, lines)
-
-
-def completed(evidence: Evidence, lines: Lines) -> Evidence:
+def completed(evidence: Evidence, lines: Lines, wanted: frozenset[str] = frozenset()) -> Evidence:
     """The evidence sentence whole, as its document has it, and the sentence after it when the paragraph
-    goes on (`lines` reads the document's lines).
+    goes on, and on to the next two when one of them holds a stem of `wanted` (the question's) that the
+    evidence lacks (`lines` reads the document's lines).
 
     An excerpt ends where its retrieved block does, often in mid-sentence ("… must use", the rest unread).
     And the sentence that matches a question's words often sets up what the answer is, the next one saying it
     ("JSON was initially considered but quickly rejected. While great as …, the syntax does not lend itself
     to easy editing"): on the bench/qa train split, the acceptable answer stood in the chosen sentence for
     28 of 36 fact and why/how questions, in the sentence and the next one for 32. A sentence that asks ("So
-    why not use a concurrent collector?") is answered by what follows it, also across a paragraph's end."""
+    why not use a concurrent collector?") is answered by what follows it, also across a paragraph's end. Where
+    the question names what the sentence before did not ("What did Dr. Okafor prescribe?" over "Saw Dr. Okafor
+    about the knee. It is a mild strain. She prescribed …"), the sentence naming it is the answer."""
     first, held = lines(evidence.path, evidence.page, evidence.start_line, evidence.end_line + FOLLOWING_LINES)
     text = "\n".join(held)
     begin = text.find(evidence.text) if first == evidence.start_line else -1
     if begin < 0:
         return evidence
-    breaks = SENTENCE_BREAK.finditer(text, begin)
-    stop = next(breaks, None)
-    end = stop.start() if stop else len(text)
-    asks = stop is not None and text[stop.start() - 1] == "?"
-    if stop is not None and text[stop.start() - 1] in ".!?" and (asks or not re.search(r"\n\s*\n", stop.group(0))):
-        after = next(breaks, None)
-        ends = after.start() if after else len(text)
-        following = text[stop.end():ends]
-        if _words(following) >= MIN_WORDS and not LIST_ITEM.match(following) and not _heading(following, text, ends):
-            end = stop.end() + len(following.rstrip())
+    titles = layout_titles(text) if unmarked(evidence.path) else set()
+    breaks = iter([(start, end) for start, end in _breaks(text, titles) if start >= begin + len(evidence.text)]
+                  + [(len(text), len(text))])
+    stop = next(breaks)
+    end = stop[0]
+    have = set(stems(text[begin:end]))
+    asks = text[end - 1:end] == "?"
+    for taken in range(1 + FURTHER_SENTENCES):
+        if stop[0] == len(text) or text[stop[0] - 1] not in ".!?" or (
+                re.search(r"\n\s*\n", text[stop[0]:stop[1]]) and not (asks and not taken)):
+            break
+        after = next(breaks)
+        following = text[stop[1]:after[0]]
+        if (_words(following) < MIN_WORDS or stop[1] in titles or LIST_ITEM.match(following)
+                or _heading(following, text, after[0])):
+            break
+        new = set(stems(following))
+        if not taken or (wanted - have) & new:
+            end = stop[1] + len(following.rstrip())
+        have |= new
+        stop = after
     body = text[begin:end].strip()
     return replace(evidence, end_line=evidence.start_line + body.count("\n"), text=body)
 
@@ -151,15 +248,24 @@ def section_title(excerpt: Excerpt) -> str:
     definition it lies in; "" when none. What a section is about is context a sentence under it need not
     repeat: under "Why not use a concurrent collector?", "It would make every program slower." answers the
     question with none of its words. The title is never evidence itself (`sentences`), but it counts towards
-    whether the evidence covers what was asked."""
+    which sentence is chosen and whether the evidence covers what was asked."""
     return (excerpt.citation.heading or "").rsplit(" > ", 1)[-1]
+
+
+def name_title(path: str) -> str:
+    """A file's name as words ("notes/heat-pump-manual.pdf": "heat pump manual"). People name a note by what it
+    is about, which its sentences need not repeat: like a section's title, the name counts towards whether the
+    evidence covers what was asked (not towards which sentence is chosen: every sentence of the file shares it,
+    so it would only favour the file's shortest)."""
+    return re.sub(r"[\W_]+", " ", path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
 
 
 @dataclass
 class Choice:
     """The evidence chosen, which excerpt holds it, its BM25 score (0 when no sentence shares a word with the
     question), and `support`: the IDF-weighted share of the question's content stems that the evidence sentence,
-    its neighbours in the excerpt and the title of its section hold (a stem no candidate holds weighs most).
+    its neighbours in the excerpt, the title of its section and the name of its file hold (a stem no candidate
+    holds weighs most).
     Unlike the BM25 score, `support` does not grow with the number of candidates, so it means the same in a
     small store."""
 
@@ -170,24 +276,26 @@ class Choice:
 
 
 def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, lines: Lines | None = None) -> Choice:
-    """The best-matching sentence among the excerpts (whose texts are `texts`); given `lines`, which reads a
-    document's lines, completed from its document (`completed`). The score and support are the chosen sentence's
-    as the excerpts hold it."""
+    """The best-matching sentence among the excerpts (whose texts are `texts`), each read with the title of its
+    section (a sentence under "Baking" is about baking); given `lines`, which reads a document's lines, titles
+    are also looked for above an excerpt without markup, and the sentence is completed from its document
+    (`completed`). The score and support are the chosen sentence's as the excerpts hold it."""
     wanted = set(stems(question))
     pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
-            for sentence in sentences(excerpt, text)]
-    candidates = [stems(sentence.text) for _, sentence in pool]
+            for sentence in sentences(excerpt, text, lines)]
+    candidates = [stems(sentence.evidence.text) for _, sentence in pool]
+    titled = [candidate + stems(sentence.title) for candidate, (_, sentence) in zip(candidates, pool)]
     if not candidates:
         return Choice([], None, 0.0, 0.0)
-    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
-    scores = bm25(wanted, candidates, frequency)
+    scores = bm25(wanted, titled, Counter(stem for candidate in titled for stem in set(candidate)))
     if max(scores) <= 0:
         return Choice([], None, 0.0, 0.0)
     best = max(range(len(scores)), key=scores.__getitem__)
-    number = pool[best][0]
+    number, sentence = pool[best]
     held = set().union(*(candidates[i] for i in (best - 1, best, best + 1) if 0 <= i < len(pool) and pool[i][0] == number),
-                       stems(section_title(excerpts[number])))
+                       stems(sentence.title), stems(name_title(sentence.evidence.path)))
+    frequency = Counter(stem for candidate in candidates for stem in set(candidate))
     weight = {stem: idf(len(pool), frequency[stem]) for stem in wanted}
     support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
-    chosen = pool[best][1] if lines is None else completed(pool[best][1], lines)
+    chosen = sentence.evidence if lines is None else completed(sentence.evidence, lines, frozenset(wanted))
     return Choice([chosen], number, scores[best], support)

@@ -11,7 +11,15 @@ import pytest
 
 from engine import Answer, Grounds, Token
 from engine.answer.citations import Citation, pinned_to_evidence, supporting
-from engine.answer.evidence import SENTENCE_BREAK, Choice, Evidence, choose_evidence, completed, sentences
+from engine.answer.evidence import (
+    SENTENCE_BREAK,
+    Choice,
+    Evidence,
+    choose_evidence,
+    completed,
+    layout_titles,
+    sentences,
+)
 from engine.answer.excerpts import Excerpt
 from engine.answer.prompt import PLACEHOLDER, QUOTE_PLACEHOLDER, build_prompt, fit_excerpts, without_quote_label
 from engine.answer.support import unsupported
@@ -95,7 +103,7 @@ def test_a_heading_is_no_evidence_however_many_words_it_has():
     span = catalog.Citation(span_id=1, paths=("notes.rst",), page=None, line_start=1, line_end=9, heading=None,
                             token_start=0, token_end=0, date=None)
     excerpt = Excerpt(span, [], [], 1, 0)
-    assert [(e.start_line, e.text) for e in sentences(excerpt, text)] == [
+    assert [(e.start_line, e.text) for e in (s.evidence for s in sentences(excerpt, text))] == [
         (4, "Any namedtuple can be compared to any other with the same fields."),
         (8, "Behind the blue tide clock, since May.")]
 
@@ -105,7 +113,7 @@ def test_a_title_whose_paragraph_follows_its_underline_at_once_is_no_evidence():
             "The authors considered it, but decided to be explicit.\n")
     span = catalog.Citation(span_id=1, paths=("notes.rst",), page=None, line_start=1, line_end=3, heading=None,
                             token_start=0, token_end=0, date=None)
-    assert [(e.start_line, e.text) for e in sentences(Excerpt(span, [], [], 1, 0), text)] == [
+    assert [(e.start_line, e.text) for e in (s.evidence for s in sentences(Excerpt(span, [], [], 1, 0), text))] == [
         (3, "The authors considered it, but decided to be explicit.")]
 
 
@@ -116,10 +124,84 @@ def test_the_title_of_the_evidence_section_counts_towards_covering_the_question(
         span = catalog.Citation(1, ("notes.md",), None, 1, 1, heading, 0, 0, None)
         return choose_evidence([Excerpt(span, [], [], 1, 0)], [text], "Why was the lock of the shed removed?")
 
-    assert choice("Garden > The shed").support == 1.0
+    assert choice("Garden > The shed").support == pytest.approx(1.0)
     assert choice("Garden > The shed").evidence[0].text == "The lock was removed because the door kept jamming."
     assert choice(None).support < 0.5  # "shed", which no sentence holds, weighs most
     assert choice("The shed > Garden").support == choice(None).support  # only the section it lies in counts
+
+
+# A PDF page as pypdf gives it: no markup, titles only by their layout.
+MANUAL = ["Nordvarm HX-9 Heat Pump", "Quick Reference for Owners", "1. Everyday use",
+          "Keep the flow temperature at 35 degrees for the floor heating. Raising it to 45 degrees costs a",
+          "quarter more electricity. Clean the water filter",
+          "every 90 days.", "2. Error codes", "E04: low water pressure. Top up the system.",
+          "E17: the outdoor fan is blocked. Clear the leaves.", "Author: Jo Smith", "Status: Final",
+          "1. Buy milk", "2. Call the installer", "See you", "Then again."]
+
+
+def test_lines_that_stand_as_titles_by_their_layout_alone():
+    text = "\n".join(MANUAL)
+    starts = {text.count("\n", 0, at) for at in layout_titles(text)}
+    # wrapped prose, a field and a value, list items and a short line after an unfinished sentence are no titles
+    assert [MANUAL[number] for number in sorted(starts)] == [
+        "Nordvarm HX-9 Heat Pump", "Quick Reference for Owners", "1. Everyday use", "2. Error codes"]
+    assert layout_titles("the 45 degrees\nQuick Reference\nText.", before="It costs about") == set()
+    assert layout_titles("Quick Reference\nText.", before="-2-") == {0}  # a page number ends nothing
+
+
+def test_a_title_by_layout_is_no_evidence_and_titles_the_sentences_under_it():
+    span = catalog.Citation(1, ("manual.pdf",), 1, 1, len(MANUAL), None, 0, 0, None)
+    found = sentences(Excerpt(span, [], [], 1, 0), "\n".join(MANUAL[:9]))
+    assert [(s.evidence.start_line, s.evidence.text, s.title) for s in found] == [
+        (4, "Keep the flow temperature at 35 degrees for the floor heating.", "1. Everyday use"),
+        (4, "Raising it to 45 degrees costs a\nquarter more electricity.", "1. Everyday use"),
+        (5, "Clean the water filter\nevery 90 days.", "1. Everyday use"),
+        (8, "E04: low water pressure.", "2. Error codes"), (8, "Top up the system.", "2. Error codes"),
+        (9, "E17: the outdoor fan is blocked.", "2. Error codes"), (9, "Clear the leaves.", "2. Error codes")]
+    # the same lines in a Markdown file are left to its markup: one paragraph
+    markdown = catalog.Citation(1, ("manual.md",), None, 1, len(MANUAL), None, 0, 0, None)
+    assert sentences(Excerpt(markdown, [], [], 1, 0), "\n".join(MANUAL[:4]))[0].evidence.start_line == 1
+
+
+def test_an_excerpt_starting_under_a_title_is_titled_by_it_from_the_document():
+    def lines(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+        return first, MANUAL[first - 1:last]
+
+    span = catalog.Citation(1, ("manual.pdf",), 1, 1, len(MANUAL), None, 0, 0, None)
+    [sentence, _] = sentences(Excerpt(span, [], [], 9, 0), MANUAL[8], lines)
+    assert (sentence.evidence.start_line, sentence.title) == (9, "2. Error codes")
+    assert sentences(Excerpt(span, [], [], 9, 0), MANUAL[8])[0].title == ""  # without the document, unknown
+    question = "What does error code E17 mean?"
+    choice = choose_evidence([Excerpt(span, [], [], 9, 0)], [MANUAL[8]], question, lines)
+    assert choice.evidence[0].text == "E17: the outdoor fan is blocked. Clear the leaves."
+    untitled = choose_evidence([Excerpt(span, [], [], 9, 0)], [MANUAL[8]], question)
+    assert choice.support > 0.5 > untitled.support  # "error" and "code" come from the title; "mean" from nowhere
+
+
+def test_the_name_of_the_evidence_file_counts_towards_covering_the_question():
+    text = "The service visit is due every two years."
+
+    def choice(name: str) -> Choice:
+        span = catalog.Citation(1, (name,), None, 1, 1, None, 0, 0, None)
+        return choose_evidence([Excerpt(span, [], [], 1, 0)], [text], "When is the heat pump service visit due?")
+
+    assert choice("manuals/heat-pump_notes.txt").support == pytest.approx(1.0)
+    assert choice("manuals/notes.txt").support < 0.5  # "heat" and "pump", which no sentence holds, weigh most
+
+
+def test_the_evidence_runs_on_to_the_sentence_naming_what_the_question_asks():
+    document = ["Saw Dr. Okafor about the left knee. It is a mild strain.", "She prescribed physiotherapy for six",
+                "weeks. We went for tea after. The tea was cold.", "", "Next day."]
+
+    def lines(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+        return first, document[first - 1:last]
+
+    first = Evidence("knee.md", None, 1, 1, "Saw Dr. Okafor about the left knee.")
+    assert completed(first, lines).text == "Saw Dr. Okafor about the left knee. It is a mild strain."
+    assert completed(first, lines, frozenset({"prescrib", "okafor"})).text == (
+        "Saw Dr. Okafor about the left knee. It is a mild strain.\nShe prescribed physiotherapy for six\nweeks.")
+    assert completed(first, lines, frozenset({"cold"})).text == completed(first, lines).text  # two sentences at most
+    assert completed(first, lines, frozenset({"next"})).text == completed(first, lines).text  # not past the paragraph
 
 
 def test_the_quotes_label_at_the_start_of_a_line_of_the_answer_is_not_shown():
