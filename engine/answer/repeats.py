@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+REPEAT_WORDS = 4  # shorter sentences ("Yes.", "See below.") may stand inside an earlier one and still be new
 
 
 def _sentence_key(text: str) -> str:
@@ -26,21 +27,24 @@ def _finished_sentences(text: str) -> tuple[list[tuple[str, int]], int]:
 
 
 def repeat_cut(text: str) -> int | None:
-    """Where to cut `text` when its last finished sentence (or line) says again what an earlier one said:
-    the end of the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small
-    model loops ("She is the one who made the design of the project." over and over), and the loop adds
-    nothing. List numbers and bullets are not sentences of their own."""
+    """Where to cut `text` when a finished sentence (or line) says again what was said before it: the end of
+    the last sentence before the repeat. None when nothing repeats. Greedy decoding of a small model loops
+    ("She is the one who made the design of the project." over and over), and the loop adds nothing. List
+    numbers and bullets are not sentences of their own. A sentence of REPEAT_WORDS words or more repeats
+    when the text before it holds it anywhere: a quotation of a wrapped line ("a mild strain of the" and,
+    on the next line, "medial ligament.") is two pieces that, said again on one line, are one sentence."""
     return _first_repeat(_finished_sentences(text)[0])
 
 
 def _first_repeat(sentences: list[tuple[str, int]]) -> int | None:
     """`repeat_cut` over sentences already split by `_finished_sentences`."""
     seen: set[str] = set()
-    kept_end = 0
+    said, kept_end = " ", 0
     for key, end in sentences:
-        if key in seen:
+        if key in seen or (len(key.split()) >= REPEAT_WORDS and f" {key} " in said):
             return kept_end
         seen.add(key)
+        said += key + " "
         kept_end = end
     return None
 
@@ -59,7 +63,8 @@ def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
             text = text[:cut]
             break
         tail = _sentence_key(text[rest:])
-        ready = rest if any(key.startswith(tail) for key, _ in sentences) else len(text)
+        said = " " + " ".join(key for key, _ in sentences)
+        ready = rest if f" {tail}" in said else len(text)
         if ready > shown:
             yield text[shown:ready]
             shown = ready

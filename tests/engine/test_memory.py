@@ -266,6 +266,10 @@ def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
     assert cut("The lead is Marta. She made it. She made it. She") == "The lead is Marta. She made it."
     assert cut("She made it. She made it") is None  # not finished: no space after the full stop yet
     assert cut("It is 12. It is 13. ") is None
+    # a quoted wrapped line said again on one line: its two pieces were one sentence
+    assert cut("It is a mild strain of the\nmedial ligament. It is a mild strain of the medial ligament. ") == (
+        "It is a mild strain of the\nmedial ligament.")
+    assert cut("The tea was cold and it was dry. It was dry. ") is None  # a short one may be new
 
 
 def word_pieces(text: str) -> list[str]:
@@ -277,6 +281,8 @@ def word_pieces(text: str) -> list[str]:
     ("The lead is Marta. She made it. She made it. She made it.", "The lead is Marta. She made it."),
     ("1. On 12 June.\n2. On 12 June.\n3. On 12 June.\n", "1. On 12 June."),
     ("It is 12. It is 13. It is 14.", "It is 12. It is 13. It is 14."),  # starts alike, never repeats
+    ("A mild strain of the\nmedial ligament. A mild strain of the medial ligament. Rest.",
+     "A mild strain of the\nmedial ligament."),
 ])
 def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
     """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
