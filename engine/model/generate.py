@@ -14,15 +14,16 @@ from engine.model.tokenizer import ChatTokenizer
 
 @dataclass(frozen=True)
 class CopyBias:
-    """Favours finishing a quotation of a source text: after each generated token, the logits of the tokens
-    that follow it somewhere in the source (`following`) are raised by `strength`. A small reader that starts
-    to quote its evidence otherwise drifts off it within a few words into something the text does not say;
-    the first token is left free, so the reader still chooses whether and where to quote.
+    """Favours a quotation of a source text: after each generated token, the logits of the tokens that follow
+    it somewhere in the source (`following`) are raised by `strength`. A small reader that starts to quote its
+    evidence otherwise drifts off it within a few words into something the text does not say.
 
-    A reader that has announced what follows with a colon ("The answer to this question is:") may not stop
-    there, and the source's first token (`opening`) gets the strength too: left alone, the 135M reader often
-    ends its answer at the colon. `announcing`: the ids whose text ends with a colon; `blank`: the ids of
-    whitespace alone, which leave an announcement open. With no strength, nothing is changed."""
+    The answer opens the quotation: at its first token, and after a colon that announces what follows ("The
+    answer to this question is:"), the source's first token (`opening`) gets the strength too and the answer
+    may not end. Left free, the 135M reader opened with its own frame ("The exception that is raised if …") and
+    joined the quotation after the words that answer, or ended its answer at the colon. `announcing`: the ids
+    whose text ends with a colon; `blank`: the ids of whitespace alone, which leave an announcement open. With
+    no strength, nothing is changed."""
 
     following: dict[int, torch.Tensor]
     strength: float
@@ -82,7 +83,7 @@ def generate_tokens(model: Llama, prompt_ids: list[int], max_new_tokens: int, st
     else:
         generator.seed()
     attention = model.cached_attention(1, len(prompt_ids) + max_new_tokens)
-    tokens, start, last, announced = torch.tensor([prompt_ids], device=device), 0, None, False
+    tokens, start, last, announced = torch.tensor([prompt_ids], device=device), 0, None, True  # the answer opens
     stops = sorted(stop_ids)
     for _ in range(max_new_tokens):
         logits = model.logits(model.hidden_states(tokens, attention, start)[:, -1]).float()
