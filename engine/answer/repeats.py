@@ -10,8 +10,9 @@ REPEAT_WORDS = 4  # shorter sentences ("Yes.", "See below.") may stand inside an
 
 
 def _sentence_key(text: str) -> str:
-    """A sentence as compared for repeats: spaces collapsed, list numbers and bullets dropped, lower case."""
-    return " ".join(text.split()).lstrip("0123456789.)-* ").lower()
+    """A sentence as compared for repeats: spaces collapsed, list numbers, bullets and quotation marks around it
+    dropped, lower case (a quotation said again in quotation marks is a repeat)."""
+    return " ".join(text.split()).lstrip("0123456789.)-* \"'\u201c\u2018").rstrip("\"'\u201d\u2019 ").lower()
 
 
 def _finished_sentences(text: str) -> tuple[list[tuple[str, int]], int]:

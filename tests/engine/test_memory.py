@@ -270,6 +270,7 @@ def test_a_looping_answer_is_cut_before_the_first_repeated_sentence():
     assert cut("It is a mild strain of the\nmedial ligament. It is a mild strain of the medial ligament. ") == (
         "It is a mild strain of the\nmedial ligament.")
     assert cut("The tea was cold and it was dry. It was dry. ") is None  # a short one may be new
+    assert cut('It hangs by the door.\n\n"It hangs by the door."\n') == "It hangs by the door."  # said again, quoted
 
 
 def word_pieces(text: str) -> list[str]:
