@@ -154,7 +154,7 @@ def title_above(excerpt: Excerpt, lines: Lines | None) -> tuple[str | None, str]
 
 def _breaks(text: str, titles: set[int]) -> list[tuple[int, int]]:
     """Where the sentences of `text` break: SENTENCE_BREAK, and around each line that stands as a title."""
-    lines = [(at, text.find("\n", at) % (len(text) + 1)) for at in titles]  # a title's line: [start, end)
+    lines = [(at, text.find("\n", at) if "\n" in text[at:] else len(text)) for at in titles]  # [start, end)
     found = [match.span() for match in SENTENCE_BREAK.finditer(text)
              if not any(start <= match.start() < end for start, end in lines)]
     for start, end in lines:
