@@ -52,8 +52,8 @@ def _first_repeat(sentences: list[tuple[str, int]]) -> int | None:
 
 def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
     """The pieces of a streaming answer as they may be shown, ending before the first repeated sentence.
-    Joined, they are the kept answer: an unfinished sentence that so far reads like the start of an earlier
-    one is held back, since it may be a repeat that will be cut, and text already printed on a terminal
+    Joined, they are the kept answer: an unfinished sentence that so far reads like a part of what was said
+    before it is held back, since it may be a repeat that will be cut, and text already printed on a terminal
     cannot be taken back."""
     text, shown = "", 0
     for piece in pieces:
