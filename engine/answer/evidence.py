@@ -49,6 +49,7 @@ FURTHER_SENTENCES = 2  # how many sentences past the next one the evidence may r
 UNMARKED_KINDS = ("pdf", "text")
 TITLE_MAX_WORDS = 8
 TITLE_REACH = 40  # lines above an excerpt searched for the title it stands under
+WHY = re.compile(r"\bwhy\b", re.IGNORECASE)
 BM25_K1, BM25_B = 1.2, 0.75
 _STEMMER = snowballstemmer.stemmer("english")
 Lines = Callable[[str, int | None, int, int], tuple[int, list[str]]]  # (name, page, first, last) -> (first, lines)
@@ -200,7 +201,7 @@ def _heading(piece: str, text: str, end: int) -> bool:
     return bool(HEADING_ATX.match(piece) or UNDERLINED_NEXT.match(text, end))
 
 
-def completed(evidence: Evidence, lines: Lines, wanted: frozenset[str] = frozenset()) -> Evidence:
+def completed(evidence: Evidence, lines: Lines, wanted: frozenset[str] = frozenset(), reason: bool = False) -> Evidence:
     """The evidence sentence whole, as its document has it, and the sentence after it when the paragraph
     goes on, and on to the next two when one of them holds a stem of `wanted` (the question's) that the
     evidence lacks (`lines` reads the document's lines).
@@ -212,7 +213,13 @@ def completed(evidence: Evidence, lines: Lines, wanted: frozenset[str] = frozens
     28 of 36 fact and why/how questions, in the sentence and the next one for 32. A sentence that asks ("So
     why not use a concurrent collector?") is answered by what follows it, also across a paragraph's end. Where
     the question names what the sentence before did not ("What did Dr. Okafor prescribe?" over "Saw Dr. Okafor
-    about the knee. It is a mild strain. She prescribed …"), the sentence naming it is the answer."""
+    about the knee. It is a mild strain. She prescribed …"), the sentence naming it is the answer.
+
+    A question asking why (`reason`) matches the sentences that state what is to be explained; the reason
+    often opens the next paragraph ("… a semantics-version key was initially proposed. ¶ In the end, though,
+    it was decided that this was a premature optimization."): for one, the evidence runs on past one
+    paragraph's end, to the first sentence after it, unless that is code (indented deeper, or fenced) or
+    announces some (ends with a colon), which is no reason and no quotation."""
     first, held = lines(evidence.path, evidence.page, evidence.start_line, evidence.end_line + FOLLOWING_LINES)
     text = "\n".join(held)
     begin = text.find(evidence.text) if first == evidence.start_line else -1
@@ -224,23 +231,50 @@ def completed(evidence: Evidence, lines: Lines, wanted: frozenset[str] = frozens
     stop = next(breaks)
     end = stop[0]
     have = set(stems(text[begin:end]))
-    asks = text[end - 1:end] == "?"
+    crossings = int(reason)  # paragraph ends the evidence may still cross for a reason
     for taken in range(1 + FURTHER_SENTENCES):
-        if stop[0] == len(text) or text[stop[0] - 1] not in ".!?" or (
-                re.search(r"\n\s*\n", text[stop[0]:stop[1]]) and not (asks and not taken)):
+        if stop[0] == len(text) or text[stop[0] - 1] not in ".!?":
+            break
+        crossed = bool(re.search(r"\n\s*\n", text[stop[0]:stop[1]]))
+        asks = text[stop[0] - 1] == "?" and end == stop[0]  # the evidence so far ends with a question
+        if crossed and not (asks or crossings):
             break
         after = next(breaks)
         following = text[stop[1]:after[0]]
         if (_words(following) < MIN_WORDS or stop[1] in titles or LIST_ITEM.match(following)
+                or crossed and (_code(text, stop[1], stop[0] - 1) or following.rstrip().endswith(":"))
                 or _heading(following, text, after[0])):
             break
         new = set(stems(following))
-        if not taken or (wanted - have) & new:
+        if not taken or crossed or (wanted - have) & new:
             end = stop[1] + len(following.rstrip())
+        if crossed and not asks:
+            crossings -= 1
         have |= new
         stop = after
     body = text[begin:end].strip()
     return replace(evidence, end_line=evidence.start_line + body.count("\n"), text=body)
+
+
+def asks_why(question: str) -> bool:
+    """Whether `question` asks for a reason ("Why …?", "… and why was it dropped?")."""
+    return WHY.search(question) is not None
+
+
+def _code(text: str, start: int, before: int) -> bool:
+    """Whether the paragraph of `text` starting at `start` is code: fenced, or indented deeper than the line
+    that ends at `before` (a literal block of reStructuredText, an indented block of Markdown)."""
+    line = _line_at(text, start)
+    return line.lstrip().startswith(("```", "~~~")) or _indent(line) > _indent(_line_at(text, before))
+
+
+def _line_at(text: str, at: int) -> str:
+    end = text.find("\n", at)
+    return text[text.rfind("\n", 0, at) + 1:len(text) if end < 0 else end]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
 
 
 def section_title(excerpt: Excerpt) -> str:
@@ -297,5 +331,6 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, li
     frequency = Counter(stem for candidate in candidates for stem in set(candidate))
     weight = {stem: idf(len(pool), frequency[stem]) for stem in wanted}
     support = sum(weight[stem] for stem in wanted & held) / sum(weight.values())
-    chosen = sentence.evidence if lines is None else completed(sentence.evidence, lines, frozenset(wanted))
+    chosen = sentence.evidence if lines is None else completed(sentence.evidence, lines, frozenset(wanted),
+                                                                    asks_why(question))
     return Choice([chosen], number, scores[best], support)

@@ -15,6 +15,7 @@ from engine.answer.evidence import (
     SENTENCE_BREAK,
     Choice,
     Evidence,
+    asks_why,
     choose_evidence,
     completed,
     layout_titles,
@@ -257,6 +258,51 @@ def test_a_sentence_that_asks_is_completed_with_the_answer_after_it_even_past_it
     assert (whole.start_line, whole.end_line, whole.text) == (
         1, 3, "So why not keep the key in the shed?\n\nBecause the shed has no lock.")
     assert completed(Evidence("shed.md", None, 5, 5, "Why not?"), lines).end_line == 5  # a heading is no answer
+
+
+def test_a_question_asking_why_runs_the_evidence_on_to_the_reason_in_the_next_paragraph():
+    document = ["The spare key was kept under the mat until May.", "", "That stopped when the dog next door",
+                "dug it up twice. It hangs by the door now.", "", "The shed was painted in June."]
+
+    def lines(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+        return first, document[first - 1:last]
+
+    first = Evidence("shed.md", None, 1, 1, document[0])
+    assert completed(first, lines) == first  # a fact asked: the paragraph ends the evidence
+    reason = completed(first, lines, reason=True)
+    assert (reason.start_line, reason.end_line) == (1, 4)
+    assert reason.text == ("The spare key was kept under the mat until May.\n\nThat stopped when the dog next door\n"
+                           "dug it up twice.")  # the reason; what follows it only for the question's words
+    assert completed(first, lines, frozenset({"hang"}), reason=True).text.endswith("It hangs by the door now.")
+    assert "painted" not in completed(first, lines, frozenset({"paint"}), reason=True).text  # one paragraph end
+
+
+def test_code_after_the_paragraph_or_a_line_announcing_it_is_no_reason():
+    for code in (["    key = hashed(spare)"], ["```", "key = hashed(spare)", "```"], ["The stored form looks like this:"]):
+        document = ["The spare key is stored hashed, as here.", "", *code, "", "Plain keys would leak into logs."]
+
+        def lines(name: str, page, first: int, last: int, document=document) -> tuple[int, list[str]]:
+            return first, document[first - 1:last]
+
+        first = Evidence("keys.md", None, 1, 1, document[0])
+        assert completed(first, lines, reason=True) == first
+
+
+def test_the_last_of_two_questions_is_answered_past_the_paragraph_end():
+    document = ["1. Why must the key be a string?  What is wrong", "   with bytes?", "",
+                "   Strings print plainly in the log.", "", "2. Next question?"]
+
+    def lines(name: str, page, first: int, last: int) -> tuple[int, list[str]]:
+        return first, document[first - 1:last]
+
+    whole = completed(Evidence("faq.md", None, 1, 1, "1. Why must the key be a string?"), lines)
+    assert (whole.start_line, whole.end_line) == (1, 4)
+    assert whole.text.endswith("with bytes?\n\n   Strings print plainly in the log.")
+
+
+def test_a_question_asks_why_by_its_word_why():
+    assert asks_why("Why was the shed moved?") and asks_why("The key moved, but why?")
+    assert not asks_why("When was the shed moved?") and not asks_why("Whyte's key: where is it?")
 
 
 def test_evidence_its_document_no_longer_holds_is_kept_as_it_was():
