@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from app.corpus import AddProgress, AddResult
-from engine import Answer, Citation, Evidence, Grounds, StoreFigures
+from engine import Answer, Citation, Evidence, Grounds, StoreFigures, unknown_said
 
 NOT_FOUND = "Not found in your files."
 FIRST_CITED = "first-cited"  # the id of a document view's first cited line, which the page scrolls to
@@ -46,15 +46,16 @@ def evidence_html(evidence: list[Evidence]) -> str:
     return "".join(rows)
 
 
-def _not_found_head(closest: str = "") -> str:
-    return f'<p class="ungrounded"><b>{NOT_FOUND}</b>{" " + closest if closest else ""}</p>'
+def _not_found_head(unknown: list[str], closest: str = "") -> str:
+    said = " ".join(part for part in (escape(unknown_said(unknown)), closest) if part)
+    return f'<p class="ungrounded"><b>{NOT_FOUND}</b>{" " + said if said else ""}</p>'
 
 
 def grounds_html(grounds: Grounds) -> str:
     """What the panel shows while the answer streams: the evidence (or that the question was not found), known
     before the first token, and a line (class `pending`) saying the sources follow when the answer is done."""
     if not grounds.found:
-        return _not_found_head() + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
+        return _not_found_head(grounds.unknown) + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
     return evidence_html(grounds.evidence) + '<p class="muted pending">The sources follow when the answer is done.</p>'
 
 
@@ -68,7 +69,7 @@ def sources_html(answer: Answer) -> str:
     """Evidence first, then the sources that support the answer; when the question was not found, that said
     plainly and the closest passages offered as what they are, not as support."""
     if not answer.found:
-        head = _not_found_head("The closest passages the engine read (none of them answers it):")
+        head = _not_found_head(answer.unknown, "The closest passages the engine read (none of them answers it):")
         if not answer.closest:
             return head
     else:

@@ -26,6 +26,7 @@ _LAZY = {
     "Grounds": "engine.answer.generation",
     "Citation": "engine.answer.citations",
     "Evidence": "engine.answer.evidence",
+    "unknown_said": "engine.answer.found",
     "StoreFigures": "engine.memory.segments",
     "Runtime": "engine.runtime",
     "load_runtime": "engine.runtime",

@@ -17,6 +17,7 @@ from pathlib import Path
 from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
 from engine.answer.evidence import Choice, Evidence, choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
+from engine.answer.found import is_found, unknown_names
 from engine.answer.generation import Answer, Grounds, Token, answer_stream
 from engine.answer.prompt import fit_excerpts
 from engine.answer.retrieval import TOP_K, retrieve
@@ -45,14 +46,7 @@ from ingest.store import Store
 from ingest.tokens import sequence_tokenizer
 
 MAX_CONTEXT_TOKENS = 1024  # the small model answers best from a short context
-# "Found" when the evidence sentence, with its neighbours and its section's title, holds at least FOUND_SUPPORT of
-# the question's words weighted by their IDF among the candidate sentences (a word no candidate holds weighs most),
-# or when its BM25 score reaches FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only
-# how strongly it matches some of it, and a question near the files' topics but not in them matches its topic words
-# strongly.
-# Chosen on the bench/qa questions to work on (docs/benchmarks.md, "Answers on real prose: later question sets").
-FOUND_SCORE = 10.0
-FOUND_SUPPORT = 0.5
+MAX_NEW_TOKENS = 128  # an answer's length: room to quote the evidence (a sentence or a few) and say it
 # The reader reads the excerpts of the READ_BLOCKS best blocks and the one holding the evidence sentence: the
 # evidence is chosen among all TOP_K blocks' sentences, but each excerpt more in the prompt costs its prefill.
 READ_BLOCKS = 4
@@ -146,7 +140,7 @@ class EngineStore:
         elif self._index is not None:
             self._index.refresh(self.store)
 
-    def ask(self, question: str, top_k: int = TOP_K, max_new_tokens: int = 128, lexical: bool = True,
+    def ask(self, question: str, top_k: int = TOP_K, max_new_tokens: int = MAX_NEW_TOKENS, lexical: bool = True,
             temperature: float = 0.0, previous: str | None = None) -> Iterator[Grounds | Token | Answer]:
         """Events: the Grounds (evidence, found or not) before the answer starts, a Token for each piece of the
         answer while it streams, then the Answer with the citations that support it.
@@ -174,7 +168,8 @@ class EngineStore:
                                  self.lines)
         excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
                                          self.config.block_tokens)
-        found = choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT
+        unknown = unknown_names(self.store.db, sought)
+        found = is_found(choice, unknown)
         evidence = next(iter(choice.evidence), None)
         # A found question's evidence sentence is quoted again under it (`build_prompt`); one not found is not
         # steered towards a sentence that does not answer it.
@@ -188,14 +183,14 @@ class EngineStore:
         if not excerpts:
             quote = None
         evidence_ready = time.perf_counter() - started
-        yield Grounds(choice.evidence, found)
+        yield Grounds(choice.evidence, found, unknown)
         read = [self.runtime.tokenizer.decode(e.ids) for e in excerpts] + [e.text for e in choice.evidence]
         for event in answer_stream(self.runtime, excerpts, question, max_new_tokens, started, temperature,
                                    quote):
             if isinstance(event, Answer):
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready
-                event.evidence, event.found = choice.evidence, found
+                event.evidence, event.found, event.unknown = choice.evidence, found, unknown
                 if found:
                     event.citations = supporting(pinned_to_evidence(event.citations, evidence, self.lines), evidence,
                                                  event.text, sought)

@@ -36,6 +36,7 @@ Hand-off to the engine, all functions of an open sqlite3/sqlite-utils connection
 - `citations(db, start, end)`: the live spans overlapping a token range, with every live path that
   holds them, page, lines and heading: what an answer cites.
 - `search_spans(db, query, limit)`: full-text search over live spans (FTS5 syntax).
+- `mentions(db, word)`: whether a live document holds a word, in its text, headings or name.
 - `check_tokenizer(db, fingerprint)`: raises StoreError if the store was written with another tokenizer.
 """
 
@@ -288,6 +289,15 @@ def search_spans(db: sqlite_utils.Database, query: str, limit: int = 20) -> list
         raise StoreError(f"bad search query {query!r}: {error}") from error
     names = [c[0] for c in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def mentions(db: sqlite_utils.Database, word: str) -> bool:
+    """Whether a live document holds `word` in its text or a heading (full-text search, as a phrase), or in its
+    name (case aside)."""
+    if search_spans(db, '"' + word.replace('"', '""') + '"', 1):
+        return True
+    return db.execute(f"SELECT 1 FROM documents WHERE status IN {LIVE_SQL} AND instr(lower(name), ?) > 0 LIMIT 1",
+                      [word.lower()]).fetchone() is not None
 
 
 def status_report(db: sqlite_utils.Database) -> dict[str, Any]:

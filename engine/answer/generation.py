@@ -33,12 +33,14 @@ def quotation_bias(tokenizer: ChatTokenizer, sentence: str) -> CopyBias:
 
 @dataclass(frozen=True)
 class Grounds:
-    """What the answer will rest on, known before its first token: the evidence sentence(s) and whether the
-    question was found in the files. Chosen from the retrieved passages before generation starts, so a
-    caller can show them while the answer streams rather than after it."""
+    """What the answer will rest on, known before its first token: the evidence sentence(s), whether the
+    question was found in the files, and the names and numbers it uses that no file mentions (`unknown`, one
+    reason for not found). Chosen from the retrieved passages before generation starts, so a caller can show
+    them while the answer streams rather than after it."""
 
     evidence: list[Evidence]
     found: bool
+    unknown: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class Token:
 @dataclass
 class Answer:
     """The answer kept (a repeating tail cut off), what it cites, the sentence(s) that support it, whether the
-    question was found in the files, the names and numbers no passage holds, whether it drew on the corpus,
-    timings. `citations`: the passages that support the answer (none when the question was not found);
+    question was found in the files (`unknown`: the question's names no file mentions), the names and numbers
+    of the answer no passage holds, whether it drew on the corpus, timings. `citations`: the passages that support the answer (none when the question was not found);
     `closest`: when it was not found, the passages that come nearest it, offered as that and not as support."""
 
     text: str = ""
@@ -60,6 +62,7 @@ class Answer:
     closest: list[Citation] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     found: bool = False
+    unknown: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     grounded: bool = False
     corpus_share: float = 0.0

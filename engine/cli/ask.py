@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.answer.found import unknown_said
 from engine.answer.generation import Answer, Token
 from engine.api import TOP_K, open_store
 from engine.errors import UsageError
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
     remember_question(args.store, args.question)
     if args.json:
-        print(json.dumps({"answer": answer.text, "found": answer.found, "grounded": answer.grounded,
+        print(json.dumps({"answer": answer.text, "found": answer.found, "unknown_names": answer.unknown,
+                          "grounded": answer.grounded,
                           "evidence": [{key: value for key, value in evidence.as_dict().items() if key != "page"}
                                        for evidence in answer.evidence],
                           "unsupported": answer.unsupported,
@@ -52,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     console = Console(highlight=False)
     if not answer.found:
-        console.print("[bold yellow]Not found in your files.[/bold yellow] The answer above may come from the model "
-                      "alone; the closest passages:")
+        parts = ("[bold yellow]Not found in your files.[/bold yellow]", escape(unknown_said(answer.unknown)),
+                 "The answer above may come from the model alone; the closest passages:")
+        console.print(" ".join(part for part in parts if part))
         for passage in answer.closest:
             console.print(f"  {where(passage.path, passage.page, passage.start_line, passage.end_line)}",
                           markup=False, soft_wrap=True)

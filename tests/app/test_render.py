@@ -39,6 +39,8 @@ def test_the_evidence_shows_before_the_answer_ends_and_a_question_not_found_says
     html = render.grounds_html(Grounds(evidence=[EVIDENCE], found=True))
     assert "<blockquote>The key hangs behind the clock.</blockquote>" in html and "notes/boat.md, line 3" in html
     assert render.NOT_FOUND in render.grounds_html(Grounds(evidence=[], found=False))
+    named = render.grounds_html(Grounds(evidence=[], found=False, unknown=["Okafor"]))
+    assert f"<b>{render.NOT_FOUND}</b> No file mentions \u201cOkafor\u201d." in named
 
 
 def test_the_document_view_marks_the_cited_lines_and_anchors_the_first_of_them():

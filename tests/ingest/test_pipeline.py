@@ -92,6 +92,8 @@ def test_a_changed_file_is_appended_again_and_its_old_spans_tombstoned(run, corp
     with Store.open(run.store_dir) as store:
         assert [hit["name"] for hit in catalog.search_spans(store.db, "kestrel")] == ["corpus/notes/lake-cabin.md"]
         assert catalog.search_spans(store.db, "heron") == []
+        assert catalog.mentions(store.db, "Kestrel") and not catalog.mentions(store.db, "heron")
+        assert catalog.mentions(store.db, "Journal")  # in no line, but in two files' names
         gaps = catalog.unprocessed_ranges(store.db)
         assert all(end <= old_start or start >= old_end for start, end in gaps)
         assert sum(end - start for start, end in gaps) == catalog.sequence_length(store.db) - (old_end - old_start)

@@ -1,0 +1,62 @@
+"""Whether a question was found in the files: its evidence covers what was asked, and every name it uses is in them.
+
+A question near the files' topics but not in them ("How many workers does Gunicorn start?" over notes on web
+servers) finds a sentence that matches its topic words well; the one word that makes it a different question
+is a name no file holds. A name or number the files never mention cannot be answered from them, however well
+the rest matches, and saying which one is the plainest reason a person can be given.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlite_utils
+
+from engine.answer.evidence import Choice
+from engine.answer.retrieval import STOPWORDS
+from ingest import catalog
+
+# "Found" when the evidence sentence, with its neighbours and its section's title, holds at least FOUND_SUPPORT of
+# the question's words weighted by their IDF among the candidate sentences (a word no candidate holds weighs most),
+# or when its BM25 score reaches FOUND_SCORE. The share asks whether the evidence covers what was asked; BM25 only
+# how strongly it matches some of it, and a question near the files' topics but not in them matches its topic words
+# strongly.
+# Chosen on the bench/qa questions to work on (docs/benchmarks.md, "Answers on real prose: later question sets").
+FOUND_SCORE = 10.0
+FOUND_SUPPORT = 0.5
+SENTENCE_START = re.compile(r"(?:^|[.!?:;\"(]\s*)$")
+
+
+def names(question: str) -> list[str]:
+    """The words of `question` written as names or numbers, once each: with a digit ("M1", "2019"), an underscore
+    ("kw_only"), a capital past the first letter ("PowerShell", "ASGI"), or a capital where no sentence starts
+    ("Gunicorn" in "How many workers does Gunicorn start?"). A word's case at a sentence's start says nothing."""
+    found = []
+    for match in re.finditer(r"\w+", question):
+        word = match.group()
+        if len(word) < 2 or word.lower() in STOPWORDS:
+            continue
+        capital = word[0].isupper() and not SENTENCE_START.search(question[:match.start()])
+        if capital or "_" in word or any(c.isdigit() for c in word) or any(c.isupper() for c in word[1:]):
+            found.append(word)
+    return list(dict.fromkeys(found))
+
+
+def unknown_names(db: sqlite_utils.Database, question: str) -> list[str]:
+    """The names and numbers of `question` (`names`) that no live document mentions."""
+    return [name for name in names(question) if not catalog.mentions(db, name)]
+
+
+def is_found(choice: Choice, unknown: list[str]) -> bool:
+    """Whether the evidence `choice` answers the question: it covers or matches what was asked (FOUND_SUPPORT,
+    FOUND_SCORE) and the question names nothing the files never mention (`unknown`)."""
+    return not unknown and (choice.score >= FOUND_SCORE or choice.support >= FOUND_SUPPORT)
+
+
+def unknown_said(unknown: list[str]) -> str:
+    """The names no file mentions, as a sentence to show after "Not found in your files." ("" when none)."""
+    if not unknown:
+        return ""
+    quoted = [f"\u201c{name}\u201d" for name in unknown]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"No file mentions {listed}."
