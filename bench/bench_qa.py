@@ -40,8 +40,9 @@ sys.path.insert(0, str(QA))
 
 from check_questions import KINDS, SPLITS, answer_strings, contains, load  # noqa: E402
 
+from engine.api import MAX_NEW_TOKENS  # noqa: E402  (both systems answer at the length `engine ask` allows)
+
 SYSTEMS = ("engine", "baseline")
-MAX_NEW_TOKENS = 64
 # How a reader says it has nothing: phrases, not fitted to any question (a 135M model rarely says them at all).
 REFUSAL = re.compile(r"\b(not (mentioned|provided|specified|stated|given|found|in (the|your|my) (excerpts|files|text))"
                      r"|no (information|mention)|(does|do|did) not (mention|say|specify|contain|provide)"

@@ -36,6 +36,7 @@ def main() -> int:
 
     import engine
     from engine.answer import generation
+    from engine.api import MAX_NEW_TOKENS
 
     items = [item for item in load(*WORK_SETS) if item["kind"] in ("fact", "why_how")]
     summary, answers = {}, {}
@@ -44,7 +45,7 @@ def main() -> int:
             generation.COPY_STRENGTH = strength
             started, rows = time.perf_counter(), []
             for item in items:
-                answer = [event for event in store.ask(item["question"], max_new_tokens=64)
+                answer = [event for event in store.ask(item["question"])
                           if isinstance(event, engine.Answer)][0]
                 rows.append({"id": item["id"], "kind": item["kind"], "found": answer.found,
                              "right": any(contains(answer.text, a) for a in answer_strings(item)),
@@ -60,7 +61,7 @@ def main() -> int:
             print(strength, summary[str(strength)], flush=True)
     (ROOT / "bench" / "results" / "qa_copy_strength_train.json").write_text(json.dumps({
         "questions": list(WORK_SETS), "command": f"python bench/qa/copy_strength.py --store S --strengths {args.strengths}",
-        "max_new_tokens": 64, "summary": summary, "answers": answers}, indent=1) + "\n")
+        "max_new_tokens": MAX_NEW_TOKENS, "summary": summary, "answers": answers}, indent=1) + "\n")
     return 0
 
 
