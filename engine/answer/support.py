@@ -42,8 +42,9 @@ def unsupported(answer: str, passages: list[str], files: tuple[str, ...] | list[
     word (case and line breaks aside); its "[label]"s (shown in brackets) naming none of `files` (the paths of
     the files it read; a label may leave out leading folders)."""
     held = "\n".join(passages).lower()
-    found = [word for word in names_and_numbers(answer)
-             if not re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", held)]
+    pieces = {piece.lower() for piece in _NUMBER.findall(held)}  # as `names_and_numbers` cuts a link or a code
+    found = [word for word in names_and_numbers(answer) if word.lower() not in pieces
+             and not re.search(rf"(?<![\w]){re.escape(word.lower())}(?![\w])", held)]
     plain = " ".join(held.split())
     found += [f'"{quote}"' for quote in quotations(answer) if quote.lower() not in plain]
     found += [label[0] for label in _LABEL.finditer(answer)

@@ -79,6 +79,9 @@ def test_names_and_numbers_no_passage_holds_are_unsupported():
     assert unsupported(answer, passages) == ["2021", "Jonas"]
     budget = ["The Q3 budget for project Osprey is 48,200 euros; error E17 means the fan is blocked."]
     assert unsupported("Q3 is 48,200 euros and E17 a blocked fan, Q4 unknown.", budget) == ["Q4"]
+    link = ["under a thread called <https://groups.example/d/msg/comp.lang.python/B_VxeTBClM0/L8W9KlsiriUJ>"]
+    assert unsupported("Posted under <https://groups.example/d/msg/comp.lang.python/B_VxeTBClM0/L8W9KlsiriUJ>, "
+                       "B_VxeTBClM1", link) == ["VxeTBClM1", "B_VxeTBClM1"]  # the link quoted whole is held
 
 
 def test_each_list_item_is_a_sentence_of_its_own():
