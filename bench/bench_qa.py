@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import platform
 import re
 import statistics
@@ -255,7 +256,8 @@ def main() -> int:
     result = {
         "benchmark": "answer quality on bench/qa (23 PEPs, public domain), engine vs embedding-RAG baseline",
         "date": date.today().isoformat(), "split": args.split,
-        "machine": f"{platform.machine()} CPU, {platform.processor() or 'cpu'}, shared with other work",
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "load_average_end": None if args.report_only else os.getloadavg(),
         "command": f"python bench/bench_qa.py --split {args.split}",
         "reader": "SmolLM2-135M-Instruct (embedded GGUF), greedy, "
                   f"max_new_tokens={MAX_NEW_TOKENS}, the engine's prompt for both systems",
