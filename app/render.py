@@ -55,7 +55,8 @@ def grounds_html(grounds: Grounds) -> str:
     """What the panel shows while the answer streams: the evidence (or that the question was not found), known
     before the first token, and a line (class `pending`) saying the sources follow when the answer is done."""
     if not grounds.found:
-        return _not_found_head(grounds.unknown) + '<p class="muted pending">The closest passages follow when the engine is done.</p>'
+        return (_not_found_head(grounds.unknown)
+                + '<p class="muted pending">The closest passages follow when the engine is done.</p>')
     return evidence_html(grounds.evidence) + '<p class="muted pending">The sources follow when the answer is done.</p>'
 
 

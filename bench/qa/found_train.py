@@ -5,8 +5,9 @@
 For every question of questions_train.json and questions_train_extra.json (never a held-out one): the evidence
 `engine ask` chooses and completes (`choose_evidence` over the retrieved excerpts, with the document's lines),
 its BM25 score and its IDF-weighted share of the question's words (`support`), the question's names and numbers
-no file mentions (`unknown`), and whether it holds an acceptable answer. Then, for each rule, how many absent questions it says are not found and how many answerable ones it
-wrongly refuses (and how many of those had their answer in the evidence). Writes
+no file mentions (`unknown`), and whether it holds an acceptable answer. Then, for each rule, how many absent
+questions it says are not found and how many answerable ones it wrongly refuses (and how many of those had their
+answer in the evidence). Writes
 bench/results/qa_found_train.json (one row a question, the rules' counts).
 
 `--more` also measures two signals that need a model (neither is in the product; the figures say why):
@@ -87,7 +88,8 @@ def main() -> int:
             choice = choose_evidence(excerpts, texts, item["question"], store.lines)
             quoted = " ".join(evidence.text for evidence in choice.evidence)
             rows.append({"id": item["id"], "kind": item["kind"], "score": round(choice.score, 3),
-                         "support": round(choice.support, 3), "unknown": unknown_names(store.store.db, item["question"]),
+                         "support": round(choice.support, 3),
+                         "unknown": unknown_names(store.store.db, item["question"]),
                          "evidence_right": item["kind"] != "absent" and any(
                              contains(quoted, answer) for answer in answer_strings(item))})
             if args.more:

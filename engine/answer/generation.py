@@ -54,8 +54,9 @@ class Token:
 class Answer:
     """The answer kept (a repeating tail cut off), what it cites, the sentence(s) that support it, whether the
     question was found in the files (`unknown`: the question's names no file mentions), the names and numbers
-    of the answer no passage holds, whether it drew on the corpus, timings. `citations`: the passages that support the answer (none when the question was not found);
-    `closest`: when it was not found, the passages that come nearest it, offered as that and not as support."""
+    of the answer no passage holds, whether it drew on the corpus, timings. `citations`: the passages that
+    support the answer (none when the question was not found); `closest`: when it was not found, the passages
+    that come nearest it, offered as that and not as support."""
 
     text: str = ""
     citations: list[Citation] = field(default_factory=list)
