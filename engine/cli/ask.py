@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine.answer.found import unknown_said
-from engine.answer.generation import Answer, Token
+from engine.answer.generation import Answer, Grounds, Token
 from engine.api import TOP_K, open_store
 from engine.errors import UsageError
 from ingest import durable
@@ -30,13 +30,20 @@ def run(args: argparse.Namespace) -> int:
         previous = last_question(args.store)
         if previous is None:
             raise UsageError("--follow-up needs an earlier question to this store: ask one without it first")
+    console = Console(highlight=False)
     with open_store(args.store, model=args.model, device=args.device) as store:
-        answer = None
+        answer, found = None, True
         top_k = TOP_K if args.top_k is None else args.top_k
         for event in store.ask(args.question, top_k=top_k, lexical=not args.no_lexical, previous=previous):
             if isinstance(event, Answer):
                 answer = event
-            elif isinstance(event, Token) and not args.json:
+            elif isinstance(event, Grounds) and not event.found and not args.json:
+                # said at once, as the chat does: the words the model would stream have nothing in the files under them
+                found = False
+                parts = ("[bold yellow]Not found in your files.[/bold yellow]", escape(unknown_said(event.unknown)),
+                         "The closest passages:")
+                console.print(" ".join(part for part in parts if part))
+            elif isinstance(event, Token) and found and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
     remember_question(args.store, args.question)
@@ -51,16 +58,12 @@ def run(args: argparse.Namespace) -> int:
                           "closest": [citation.as_dict() for citation in answer.closest],
                           "timings": {name: round(seconds, 3) for name, seconds in answer.timings.items()}}))
         return 0
-    sys.stdout.write("\n")
-    console = Console(highlight=False)
     if not answer.found:
-        parts = ("[bold yellow]Not found in your files.[/bold yellow]", escape(unknown_said(answer.unknown)),
-                 "The answer above may come from the model alone; the closest passages:")
-        console.print(" ".join(part for part in parts if part))
         for passage in answer.closest:
             console.print(f"  {where(passage.path, passage.page, passage.start_line, passage.end_line)}",
                           markup=False, soft_wrap=True)
         return 0
+    sys.stdout.write("\n")
     for evidence in answer.evidence:
         quoted = ("the answer above quotes it word for word" if evidence.quoted_in(answer.text)
                   else f"\u201c{' '.join(evidence.text.split())}\u201d")
