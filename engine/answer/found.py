@@ -1,9 +1,9 @@
 """Whether a question was found in the files: its evidence covers what was asked, and every name it uses is in them.
 
-A question near the files' topics but not in them ("How many workers does Gunicorn start?" over notes on web
-servers) finds a sentence that matches its topic words well; the one word that makes it a different question
-is a name no file holds. A name or number the files never mention cannot be answered from them, however well
-the rest matches, and saying which one is the plainest reason a person can be given.
+A question near the files' topics but not in them ("How do I activate a venv from PowerShell?" over notes on
+virtual environments) finds a sentence that matches its topic words well; the one word that makes it a different
+question is a name no file holds. A name or number the files never mention cannot be answered from them, however
+well the rest matches, and saying which one is the plainest reason a person can be given.
 """
 
 from __future__ import annotations
@@ -24,27 +24,24 @@ from ingest import catalog
 # Chosen on the bench/qa questions to work on (docs/benchmarks.md, "Answers on real prose: later question sets").
 FOUND_SCORE = 10.0
 FOUND_SUPPORT = 0.5
-SENTENCE_START = re.compile(r"(?:^|[.!?:;\"(]\s*)$")
+WORD = re.compile(r"\w+(?:-\w+)*")  # "Wi-Fi", "X-Checksum": one word, hyphens and all
 
 
 def names(question: str) -> list[str]:
     """The words of `question` written as names or numbers, once each: with a digit ("M1", "2019"), an underscore
-    ("kw_only"), a capital past the first letter ("PowerShell", "ASGI"), or a capital where no sentence starts
-    ("Gunicorn" in "How many workers does Gunicorn start?"). A word's case at a sentence's start says nothing."""
-    found = []
-    for match in re.finditer(r"\w+", question):
-        word = match.group()
-        if len(word) < 2 or word.lower() in STOPWORDS:
-            continue
-        capital = word[0].isupper() and not SENTENCE_START.search(question[:match.start()])
-        if capital or "_" in word or any(c.isdigit() for c in word) or any(c.isupper() for c in word[1:]):
-            found.append(word)
+    ("kw_only") or a capital past the first letter ("PowerShell", "ASGI", "Wi-Fi"). Such a word is written the same
+    wherever it occurs. A word that is merely capitalised is not one: "Mom", "Doctor" or "the Lake House" may stand
+    in the notes in other words, and a question refused for them would be refused wrongly."""
+    found = [word for word in WORD.findall(question) if len(word) > 1 and word.lower() not in STOPWORDS
+             and ("_" in word or any(c.isdigit() for c in word) or any(c.isupper() for c in word[1:]))]
     return list(dict.fromkeys(found))
 
 
 def unknown_names(db: sqlite_utils.Database, question: str) -> list[str]:
-    """The names and numbers of `question` (`names`) that no live document mentions."""
-    return [name for name in names(question) if not catalog.mentions(db, name)]
+    """The names and numbers of `question` (`names`) that no live document mentions, as written or, for a
+    hyphenated one, run together ("Wi-Fi" is held by notes that write "wifi")."""
+    return [name for name in names(question) if not catalog.mentions(db, name)
+            and not ("-" in name and catalog.mentions(db, name.replace("-", "")))]
 
 
 def is_found(choice: Choice, unknown: list[str]) -> bool:

@@ -332,11 +332,12 @@ def test_quotations_and_file_labels_no_passage_holds_are_unsupported():
 
 def test_a_question_naming_what_no_file_mentions_is_not_found_and_says_so(store, capsys):
     tail, _, _ = store
-    result = ask(capsys, tail, "Where does the spare key for the boathouse of Okafor hang?")
-    assert result["found"] is False and result["unknown_names"] == ["Okafor"]
+    result = ask(capsys, tail, "Where does the spare key for the boathouse of McAllister hang?")
+    assert result["found"] is False and result["unknown_names"] == ["McAllister"]
     assert ask(capsys, tail, "Where does the spare key for the boathouse hang?")["unknown_names"] == []
-    assert main(["ask", "Where does the spare key for the boathouse of Okafor hang?", *tail]) == 0
-    assert "Not found in your files. No file mentions \u201cOkafor\u201d." in capsys.readouterr().out
+    assert ask(capsys, tail, "Where does the spare key for the Boat-House hang?")["unknown_names"] == []  # run together
+    assert main(["ask", "Where does the spare key for the boathouse of McAllister hang?", *tail]) == 0
+    assert "Not found in your files. No file mentions \u201cMcAllister\u201d." in capsys.readouterr().out
 
 
 def test_the_command_prints_the_evidence_or_says_not_found(store, capsys):
