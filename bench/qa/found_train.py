@@ -7,8 +7,7 @@ For every question of questions_train.json and questions_train_extra.json (never
 its BM25 score and its IDF-weighted share of the question's words (`support`), the question's names and numbers
 no file mentions (`unknown`), and whether it holds an acceptable answer. Then, for each rule, how many absent
 questions it says are not found and how many answerable ones it wrongly refuses (and how many of those had their
-answer in the evidence). Writes
-bench/results/qa_found_train.json (one row a question, the rules' counts).
+answer in the evidence). Writes bench/results/qa_found_train.json (one row a question, the rules' counts).
 
 `--more` also measures two signals that need a model (neither is in the product; the figures say why):
 `likelihood`, the mean gain in log-probability of the question's tokens under the 135M model when the evidence
