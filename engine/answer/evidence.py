@@ -149,13 +149,13 @@ def title_above(excerpt: Excerpt, lines: Lines | None) -> tuple[str | None, str]
     text = "\n".join(held)
     starts = sorted(layout_titles(text, None if first == 1 else ""))
     above = [at for at in starts if at < len(text) - len(held[-1])]
-    title = text[above[-1]:text.index("\n", above[-1])].strip() if above else ""
+    title = _line_at(text, above[-1]).strip() if above else ""
     return held[-2], title
 
 
 def _breaks(text: str, titles: set[int]) -> list[tuple[int, int]]:
     """Where the sentences of `text` break: SENTENCE_BREAK, and around each line that stands as a title."""
-    lines = [(at, text.find("\n", at) if "\n" in text[at:] else len(text)) for at in titles]  # [start, end)
+    lines = [(at, at + len(_line_at(text, at))) for at in titles]  # [start, end)
     found = [match.span() for match in SENTENCE_BREAK.finditer(text)
              if not any(start <= match.start() < end for start, end in lines)]
     for start, end in lines:
@@ -269,6 +269,7 @@ def _code(text: str, start: int, before: int) -> bool:
 
 
 def _line_at(text: str, at: int) -> str:
+    """The line of `text` that position `at` lies in, without its line break."""
     end = text.find("\n", at)
     return text[text.rfind("\n", 0, at) + 1:len(text) if end < 0 else end]
 
