@@ -28,7 +28,7 @@ TEST_SHARE = 0.3
 LATER_SETS = ("questions_train_extra.json", "questions_holdout.json", "questions_holdout2.json",
               "questions_holdout3.json", "questions_holdout4.json", "questions_holdout5.json",
               "questions_holdout6.json", "questions_holdout7.json",
-              "questions_holdout8.json")
+              "questions_holdout8.json", "questions_holdout9.json")
 # The questions one works on (never a held-out one), and the splits the QA benches ask (questions_<split>.json).
 WORK_SETS = ("questions_train.json", "questions_train_extra.json")
 SPLITS = ("train", "test", *(name.removeprefix("questions_").removesuffix(".json") for name in LATER_SETS

@@ -22,7 +22,8 @@ ALL, TRAIN, TEST = load("questions.json"), load("questions_train.json"), load("q
 LATER = {name: load(name) for name in ("questions_train_extra.json", "questions_holdout.json", "questions_holdout2.json",
                                       "questions_holdout3.json", "questions_holdout4.json",
                                       "questions_holdout5.json", "questions_holdout6.json",
-                                      "questions_holdout7.json", "questions_holdout8.json")}
+                                      "questions_holdout7.json", "questions_holdout8.json",
+                                      "questions_holdout9.json")}
 EVERY = ALL + [item for part in LATER.values() for item in part]
 ANSWERABLE = [item for item in EVERY if item["kind"] != "absent"]
 
