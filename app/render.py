@@ -88,8 +88,9 @@ def sources_html(answer: Answer) -> str:
     for number, citation in enumerate(listed(answer), start=1):
         first, last = citation.context_lines
         body = marked_lines(first, citation.context.split("\n"), citation.start_line, citation.end_line)
-        cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>'
-                     f'<span class="score">{citation.score:.0%} of the answer\'s attention</span></div>'
+        share = (f'<span class="score">{citation.score:.0%} of the answer\'s attention</span>' if answer.found
+                 else "")  # a question not found has no answer to attend
+        cards.append(f'<div class="source"><div class="head"><b>[{number}] {escape(where(citation))}</b>{share}</div>'
                      f'<div class="passage">{body}</div></div>')
     return head + "".join(cards)
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.answer.citations import Citation, citation_record, pinned_to_evidence, supporting
-from engine.answer.evidence import Choice, Evidence, choose_evidence
+from engine.answer.evidence import Choice, best_sentences, choose_evidence
 from engine.answer.excerpts import Excerpt, excerpts_for_blocks
 from engine.answer.found import is_found, unknown_names
 from engine.answer.generation import Answer, Grounds, Token, answer_stream
@@ -143,7 +143,8 @@ class EngineStore:
     def ask(self, question: str, top_k: int = TOP_K, max_new_tokens: int = MAX_NEW_TOKENS, lexical: bool = True,
             temperature: float = 0.0, previous: str | None = None) -> Iterator[Grounds | Token | Answer]:
         """Events: the Grounds (evidence, found or not) before the answer starts, a Token for each piece of the
-        answer while it streams, then the Answer with the citations that support it.
+        answer while it streams, then the Answer with the citations that support it. A question not found gets
+        no answer: the Grounds, then at once the Answer with no text and the closest passages.
 
         `previous`, the question asked just before, makes this one a follow-up ("and when was that?"): its
         words join this question's in retrieval and in choosing the evidence, which a question that only
@@ -164,23 +165,33 @@ class EngineStore:
         blocks, excerpts = self._retrieve(sought, top_k, lexical)
         nearest = list(excerpts)  # all retrieved, also those the prompt has no room for: should it not be found
         retrieved = time.perf_counter() - started
-        choice = choose_evidence(excerpts, [self.runtime.tokenizer.decode(e.ids) for e in excerpts], sought,
-                                 self.lines)
-        excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
-                                         self.config.block_tokens)
+        texts = [self.runtime.tokenizer.decode(e.ids) for e in excerpts]
+        choice = choose_evidence(excerpts, texts, sought, self.lines)
         unknown = unknown_names(self.store.db, sought)
         found = is_found(choice, unknown)
-        evidence = next(iter(choice.evidence), None)
-        # A found question's evidence sentence is quoted again under it (`build_prompt`); one not found is not
-        # steered towards a sentence that does not answer it.
-        quote = (excerpts[choice.excerpt], evidence.text) if found and evidence is not None else None
-        if choice.excerpt is not None:  # first, so that fitting the prompt keeps it
-            excerpts.insert(0, excerpts.pop(choice.excerpt))
+        if not found:
+            # No answer is given, so none is generated: the reply (that it was not found, and the closest
+            # passages) is whole at once, and nothing the model made up is kept where it could pass for an answer.
+            evidence_ready = time.perf_counter() - started
+            yield Grounds(choice.evidence, found, unknown)
+            closest = self._closest(nearest, texts, sought)
+            total = time.perf_counter() - started
+            yield Answer(closest=closest, evidence=choice.evidence, found=found, unknown=unknown,
+                         timings={"retrieve_s": retrieved, "evidence_s": evidence_ready, "first_token_s": total,
+                                  "total_s": total})
+            return
+        evidence = choice.evidence[0]
+        excerpts, choice = read_excerpts(excerpts, choice, [block for block, _ in blocks[:READ_BLOCKS]],
+                                         self.config.block_tokens)
+        # The evidence sentence is quoted again under the question (`build_prompt`), and its excerpt goes first,
+        # so that fitting the prompt keeps it, then last: the small model reads the excerpt closest to the question.
+        quote = (excerpts[choice.excerpt], evidence.text)
+        excerpts.insert(0, excerpts.pop(choice.excerpt))
         excerpts = fit_excerpts(self.runtime, excerpts, question, self.runtime.config.trained_context - max_new_tokens,
                                 quote)
-        if choice.excerpt is not None and excerpts:  # the small model reads the excerpt closest to the question
+        if excerpts:
             excerpts.append(excerpts.pop(0))
-        if not excerpts:
+        else:
             quote = None
         evidence_ready = time.perf_counter() - started
         yield Grounds(choice.evidence, found, unknown)
@@ -191,21 +202,21 @@ class EngineStore:
                 event.timings["retrieve_s"] = retrieved
                 event.timings["evidence_s"] = evidence_ready
                 event.evidence, event.found, event.unknown = choice.evidence, found, unknown
-                if found:
-                    event.citations = supporting(pinned_to_evidence(event.citations, evidence, self.lines), evidence,
-                                                 event.text, sought)
-                else:
-                    event.citations, event.closest = [], self._closest(nearest, evidence)
+                event.citations = supporting(pinned_to_evidence(event.citations, evidence, self.lines), evidence,
+                                             event.text, sought)
                 event.unsupported = unsupported(event.text, read, [e.citation.paths[0] for e in excerpts])
             yield event
 
-    def _closest(self, excerpts: list[Excerpt], evidence: Evidence | None) -> list[Citation]:
-        """For a question not found: the CLOSEST of the retrieved passages (`excerpts`), the one holding the
-        best-matching sentence first (marking it), then those the answer looked at most, then the others in the
-        corpus' order. None of them is said to support anything."""
-        ranked = sorted(excerpts, key=lambda excerpt: -excerpt.mass)
-        records = [citation_record(e, self.runtime.tokenizer.decode(e.ids)) for e in ranked]
-        return pinned_to_evidence(records, evidence, self.lines)[:CLOSEST]
+    def _closest(self, excerpts: list[Excerpt], texts: list[str], question: str) -> list[Citation]:
+        """For a question not found: the CLOSEST of the retrieved passages (`excerpts`, whose texts are `texts`):
+        those sharing a word with the question first, the best-matching first, each marking its sentence that
+        matches best; then the others as retrieved. None of them is said to support anything."""
+        matched = best_sentences(excerpts, texts, question, self.lines)
+        records = [pinned_to_evidence([citation_record(excerpts[number], texts[number])], sentence, self.lines)[0]
+                   for number, sentence in matched[:CLOSEST]]
+        others = [number for number in range(len(excerpts)) if number not in dict(matched)]
+        return records + [citation_record(excerpts[number], texts[number])
+                          for number in others[:CLOSEST - len(records)]]
 
     def passages(self, question: str, top_k: int = TOP_K, lexical: bool = True) -> list[Excerpt]:
         """The excerpts retrieved for `question`, widened to whole lines, in corpus order (before the prompt is fitted)."""

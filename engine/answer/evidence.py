@@ -310,20 +310,26 @@ class Choice:
     support: float
 
 
-def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, lines: Lines | None = None) -> Choice:
-    """The best-matching sentence among the excerpts (whose texts are `texts`), each read with the title of its
-    section (a sentence under "Baking" is about baking); given `lines`, which reads a document's lines, titles
-    are also looked for above an excerpt without markup, and the sentence is completed from its document
-    (`completed`). The score and support are the chosen sentence's as the excerpts hold it."""
+def _scored(excerpts: list[Excerpt], texts: list[str], question: str,
+            lines: Lines | None) -> tuple[set[str], list[tuple[int, Sentence]], list[list[str]], list[float]]:
+    """The question's stems, the candidate sentences (with the number of the excerpt holding each), their stems,
+    and their BM25 scores against the question, each read with the title of its section."""
     wanted = set(stems(question))
     pool = [(number, sentence) for number, (excerpt, text) in enumerate(zip(excerpts, texts))
             for sentence in sentences(excerpt, text, lines)]
     candidates = [stems(sentence.evidence.text) for _, sentence in pool]
     titled = [candidate + stems(sentence.title) for candidate, (_, sentence) in zip(candidates, pool)]
-    if not candidates:
-        return Choice([], None, 0.0, 0.0)
-    scores = bm25(wanted, titled, Counter(stem for candidate in titled for stem in set(candidate)))
-    if max(scores) <= 0:
+    scores = bm25(wanted, titled, Counter(stem for candidate in titled for stem in set(candidate))) if pool else []
+    return wanted, pool, candidates, scores
+
+
+def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, lines: Lines | None = None) -> Choice:
+    """The best-matching sentence among the excerpts (whose texts are `texts`), each read with the title of its
+    section (a sentence under "Baking" is about baking); given `lines`, which reads a document's lines, titles
+    are also looked for above an excerpt without markup, and the sentence is completed from its document
+    (`completed`). The score and support are the chosen sentence's as the excerpts hold it."""
+    wanted, pool, candidates, scores = _scored(excerpts, texts, question, lines)
+    if not pool or max(scores) <= 0:
         return Choice([], None, 0.0, 0.0)
     best = max(range(len(scores)), key=scores.__getitem__)
     number, sentence = pool[best]
@@ -335,3 +341,15 @@ def choose_evidence(excerpts: list[Excerpt], texts: list[str], question: str, li
     chosen = sentence.evidence if lines is None else completed(sentence.evidence, lines, frozenset(wanted),
                                                                     asks_why(question))
     return Choice([chosen], number, scores[best], support)
+
+
+def best_sentences(excerpts: list[Excerpt], texts: list[str], question: str,
+                   lines: Lines | None = None) -> list[tuple[int, Evidence]]:
+    """Each excerpt that shares a word with the question, as (its number, its best-matching sentence), the
+    best-matching first: where a person would look first among passages that do not answer it."""
+    _, pool, _, scores = _scored(excerpts, texts, question, lines)
+    best: dict[int, tuple[float, Evidence]] = {}
+    for (number, sentence), score in zip(pool, scores):
+        if score > 0 and score > best.get(number, (0.0, None))[0]:
+            best[number] = (score, sentence.evidence)
+    return [(number, evidence) for number, (_, evidence) in sorted(best.items(), key=lambda item: -item[1][0])]

@@ -56,7 +56,9 @@ class Answer:
     question was found in the files (`unknown`: the question's names no file mentions), the names and numbers
     of the answer no passage holds, whether it drew on the corpus, timings. `citations`: the passages that
     support the answer (none when the question was not found); `closest`: when it was not found, the passages
-    that come nearest it, offered as that and not as support."""
+    that come nearest it, offered as that and not as support (and `text` is empty: no answer was made).
+    `timings["first_token_s"]`: when the reply's first words could show (for a question not found, the whole
+    reply)."""
 
     text: str = ""
     citations: list[Citation] = field(default_factory=list)

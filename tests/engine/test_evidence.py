@@ -16,6 +16,7 @@ from engine.answer.evidence import (
     Choice,
     Evidence,
     asks_why,
+    best_sentences,
     choose_evidence,
     completed,
     layout_titles,
@@ -428,7 +429,8 @@ def test_the_evidence_and_the_found_decision_come_before_the_first_token(store):
     assert all(isinstance(event, Token) for event in events[1:-1])
     assert grounds.found is True and [e.start_line for e in grounds.evidence] == [line]
     assert grounds.evidence == answer.evidence and answer.found is True
-    assert isinstance(absent[0], Grounds) and absent[0].found is False and absent[-1].found is False
+    assert [type(event) for event in absent] == [Grounds, Answer]  # no answer, so no words of the model's own
+    assert absent[0].found is False and absent[-1].found is False and absent[-1].text == ""
 
 
 def test_a_question_not_found_cites_nothing_and_offers_the_closest_passages(store, capsys):
@@ -436,7 +438,28 @@ def test_a_question_not_found_cites_nothing_and_offers_the_closest_passages(stor
     result = ask(capsys, tail, "Which volcano erupted during the 1783 expedition of Captain Ferreira?")
     assert result["found"] is False
     assert result["citations"] == [] and result["closest"], result
+    assert result["answer"] == "" and result["grounded"] is False and result["unsupported"] == []
     assert {"path", "start_line", "end_line", "text", "context"} <= set(result["closest"][0])
+
+
+def test_the_closest_passages_mark_the_sentence_nearest_the_question(store, capsys):
+    tail, _, line = store
+    result = ask(capsys, tail, "Where does the spare key for the boathouse of McAllister hang?")
+    assert result["found"] is False  # the name no file mentions
+    first = result["closest"][0]
+    assert first["path"].endswith("boat.md") and first["start_line"] == first["end_line"] == line
+    assert first["text"] == FACT
+
+
+def test_each_excerpt_offers_its_best_matching_sentence_best_first():
+    def excerpt(name: str) -> Excerpt:
+        return Excerpt(catalog.Citation(1, (name,), None, 1, 2, None, 0, 0, None), [], [], 1, 0)
+
+    texts = ["Tomatoes grow by the wall. The shed has a red door.", "Nothing at all about it here.",
+             "The shed key hangs on a nail. The roof leaks in spring."]
+    found = best_sentences([excerpt("a.md"), excerpt("b.md"), excerpt("c.md")], texts, "Where does the shed key hang?")
+    assert [(number, evidence.text) for number, evidence in found] == [(2, "The shed key hangs on a nail."),
+                                                                       (0, "The shed has a red door.")]
 
 
 def test_a_found_answer_cites_only_passages_that_hold_the_evidence_or_its_words(store, capsys):
