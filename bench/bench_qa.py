@@ -13,7 +13,9 @@ interrupted run resumes where it stopped.
 Per kind and system: answer right (an acceptable answer string in the answer, case and spaces normalised, on word
 boundaries), first citation right (the first citation overlaps the gold lines), any of the top 3 citations right,
 the gold lines anywhere in the prompt, and on absent questions: abstained (the answer says it cannot find it)
-or invented (anything else); time to first token (from before retrieval). Over all the citations of a kind:
+or invented (anything else); time to first token (from before retrieval) and until the reply is whole (the
+answer's last token; for a question the engine does not find, which it does not answer, "not found" with the
+closest passages, and that is also its first token). Over all the citations of a kind:
 the share that does not support the answer (`cited_not_supporting`: the cited lines hold neither an acceptable
 answer string nor any gold line; on an absent question no citation can). The engine cites only passages it
 judges to support the answer, and none when it says "not found" (the closest passages it then shows are
@@ -176,6 +178,9 @@ def summarise(items: list[dict], records: dict) -> dict:
             if first:
                 figures["first_token_s_median"] = round(statistics.median(first), 2)
             timings = [records[item["id"], system]["timings"] for item in chosen]
+            whole = [t["total_s"] for t in timings if "total_s" in t]
+            if whole:  # until the reply is whole: the answer's last token, or "not found" with the closest passages
+                figures["reply_s_median"] = round(statistics.median(whole), 2)
             lag = [t["evidence_s"] - t["first_token_s"] for t in timings if "evidence_s" in t and "first_token_s" in t]
             if lag:  # negative: the evidence was ready before the first token
                 figures["evidence_after_first_token_s_median"] = round(statistics.median(lag), 3)

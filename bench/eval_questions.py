@@ -1,5 +1,6 @@
 """The sample corpus' ten questions (data/questions.json) through `engine ask`: is the answer right, is the
-right file cited, and does retrieval alone find the right lines — model heads, lexical path, fused.
+right file cited, and does retrieval alone find the right lines — model heads, lexical path, fused. A question
+the engine does not find gets no answer, so it is never right.
 
     python bench/eval_questions.py [--store DIR] [--top-k 6]
 
@@ -68,13 +69,14 @@ def main() -> None:
                 answer = next(event for event in store.ask(question["question"], top_k=args.top_k) if isinstance(event, Answer))
                 cited = [c for c in answer.citations if c.path.endswith(question["file"].removeprefix("data/"))]
                 rows.append({"id": question["id"], "answer": answer.text, "expected": question["answer"],
-                             "correct": answer_matches(answer.text, question["answer"]),
+                             "found": answer.found, "correct": answer_matches(answer.text, question["answer"]),
                              "right_file_cited": bool(cited),
                              "top_citation_right_file": bool(answer.citations) and answer.citations[0] in cited,
                              "model_heads_hit": block_hits(db, model_top, config.block_tokens, question),
                              "lexical_hit": block_hits(db, lexical_top, config.block_tokens, question),
                              "grounded": answer.grounded, "first_token_s": answer.timings["first_token_s"]})
-                print(f"{question['id']:14s} correct={rows[-1]['correct']!s:5} cited={rows[-1]['right_file_cited']!s:5} "
+                print(f"{question['id']:14s} found={answer.found!s:5} correct={rows[-1]['correct']!s:5} "
+                      f"cited={rows[-1]['right_file_cited']!s:5} "
                       f"heads={rows[-1]['model_heads_hit']!s:5} lexical={rows[-1]['lexical_hit']!s:5} "
                       f"{answer.text.strip()[:70]!r}")
     totals = {name: sum(row[name] for row in rows) for name in
