@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 import platformdirs
@@ -20,6 +21,7 @@ from engine.errors import UsageError
 from ingest import durable
 
 log = logging.getLogger(__name__)
+CLOSEST_WIDTH = 100  # characters of a closest passage's marked lines shown beside it
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
                           "timings": {name: round(seconds, 3) for name, seconds in answer.timings.items()}}))
         return 0
     if not answer.found:
-        for passage in answer.closest:
-            console.print(f"  {where(passage.path, passage.page, passage.start_line, passage.end_line)}",
-                          markup=False, soft_wrap=True)
+        for passage in answer.closest:  # each with the lines it marks, shortened: enough to judge where to look
+            said = textwrap.shorten(passage.text, CLOSEST_WIDTH, placeholder=" \u2026")
+            console.print(f"  {where(passage.path, passage.page, passage.start_line, passage.end_line)} "
+                          f"\u201c{said}\u201d", markup=False, soft_wrap=True)
         return 0
     sys.stdout.write("\n")
     for evidence in answer.evidence:

@@ -338,7 +338,9 @@ def test_a_question_naming_what_no_file_mentions_is_not_found_and_says_so(store,
     assert ask(capsys, tail, "Where does the spare key for the boathouse hang?")["unknown_names"] == []
     assert ask(capsys, tail, "Where does the spare key for the Boat-House hang?")["unknown_names"] == []  # run together
     assert main(["ask", "Where does the spare key for the boathouse of McAllister hang?", *tail]) == 0
-    assert "Not found in your files. No file mentions \u201cMcAllister\u201d." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Not found in your files. No file mentions \u201cMcAllister\u201d." in out
+    assert f"\u201c{FACT}\u201d" in out  # the closest passage, with the sentence it marks
 
 
 def test_the_command_prints_the_evidence_or_says_not_found(store, capsys):
