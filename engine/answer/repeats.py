@@ -69,5 +69,8 @@ def without_repeats(pieces: Iterator[str]) -> Iterator[str]:
         if ready > shown:
             yield text[shown:ready]
             shown = ready
+    cut = _first_repeat(_finished_sentences(text + " ")[0])  # the answer ended, so its last sentence did too
+    if cut is not None:  # held back as a part of what was said before, it is a repeat
+        text = text[:max(cut, shown)]
     if len(text) > shown:
         yield text[shown:]

@@ -284,6 +284,10 @@ def word_pieces(text: str) -> list[str]:
     ("It is 12. It is 13. It is 14.", "It is 12. It is 13. It is 14."),  # starts alike, never repeats
     ("A mild strain of the\nmedial ligament. A mild strain of the medial ligament. Rest.",
      "A mild strain of the\nmedial ligament."),
+    # the answer's last sentence, ended by the answer itself, says again the end of one before it
+    ("It hangs by the door. If the\nkey is gone, ask Marta.\n\nkey is gone, ask Marta.",
+     "It hangs by the door. If the\nkey is gone, ask Marta."),
+    ("It hangs by the door. If the key is gone, ask", "It hangs by the door. If the key is gone, ask"),
 ])
 def test_a_streamed_answer_never_shows_the_sentence_that_is_cut(looping, kept):
     """What a terminal has printed cannot be taken back: the streamed pieces, joined, are the kept answer."""
