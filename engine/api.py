@@ -210,11 +210,13 @@ class EngineStore:
     def _closest(self, excerpts: list[Excerpt], texts: list[str], question: str) -> list[Citation]:
         """For a question not found: the CLOSEST of the retrieved passages (`excerpts`, whose texts are `texts`):
         those sharing a word with the question first, the best-matching first, each marking its sentence that
-        matches best; then the others as retrieved. None of them is said to support anything."""
+        matches best; then the others in the corpus' order, each marking where it begins. None of them is said
+        to support anything."""
         matched = best_sentences(excerpts, texts, question, self.lines)
         records = [pinned_to_evidence([citation_record(excerpts[number], texts[number])], sentence, self.lines)[0]
                    for number, sentence in matched[:CLOSEST]]
-        others = [number for number in range(len(excerpts)) if number not in dict(matched)]
+        marked = {number for number, _ in matched}
+        others = [number for number in range(len(excerpts)) if number not in marked]
         return records + [citation_record(excerpts[number], texts[number])
                           for number in others[:CLOSEST - len(records)]]
 
