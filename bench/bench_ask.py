@@ -79,7 +79,8 @@ def ask_once(store, question: str, top_k: int, lexical: bool, max_new_tokens: in
             answer = event
         elif isinstance(event, Token) and first_token_cpu is None:
             first_token_cpu = time.process_time() - cpu_started
-    return {"answer": answer.text, "citations": [c.path for c in answer.citations], "grounded": answer.grounded,
+    return {"answer": answer.text, "found": answer.found, "citations": [c.path for c in answer.citations],
+            "grounded": answer.grounded,
             **{name: round(seconds, 3) for name, seconds in answer.timings.items()},
             "first_token_cpu_s": round(first_token_cpu or 0.0, 3),
             "total_cpu_s": round(time.process_time() - cpu_started, 3)}
@@ -94,11 +95,15 @@ def retrieved_files(store, question: str, top_k: int, lexical: bool) -> list[str
 
 
 def summary(rows: list[dict]) -> dict:
-    figures = {}
-    for name in ("retrieve_s", "first_token_s", "total_s", "first_token_cpu_s", "total_cpu_s"):
-        values = [row[name] for row in rows]
+    """Medians and maxima of the timings, and counts. The first token and the whole answer are timed over the
+    questions found: one not found gets no answer, its reply (that, and the closest passages) whole at once."""
+    answered = [row for row in rows if row["found"]] or rows
+    figures = {"retrieve_s": {"median": round(statistics.median(row["retrieve_s"] for row in rows), 3),
+                              "max": round(max(row["retrieve_s"] for row in rows), 3)}}
+    for name in ("first_token_s", "total_s", "first_token_cpu_s", "total_cpu_s"):
+        values = [row[name] for row in answered]
         figures[name] = {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
-    for name in ("answer_right", "cited_right", "retrieved_right"):
+    for name in ("found", "answer_right", "cited_right", "retrieved_right"):
         figures[name] = sum(row[name] for row in rows)
     return figures
 
@@ -154,7 +159,8 @@ def main() -> None:
         figures = report[name]
         print(f"{name:10s} first token median {figures['first_token_s']['median']:.2f} s max "
               f"{figures['first_token_s']['max']:.2f} s (CPU {figures['first_token_cpu_s']['median']:.2f} s); retrieve median {figures['retrieve_s']['median']:.2f} s; "
-              f"total median {figures['total_s']['median']:.2f} s; answer right {figures['answer_right']}/10, "
+              f"total median {figures['total_s']['median']:.2f} s; found {figures['found']}/10, "
+              f"answer right {figures['answer_right']}/10, "
               f"cited right {figures['cited_right']}/10, retrieved right {figures['retrieved_right']}/10")
 
 
