@@ -69,17 +69,14 @@ def chat_tab(corpus: Corpus, top_k: gr.Slider, temperature: gr.Slider) -> None:
         events = corpus.ask(message, top_k=int(k), temperature=float(temp), previous=last_question(history))
         history = list(history) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield history, "", "", gr.update(choices=[], value=None), "", []
-        found = True
         for value in events:
             if isinstance(value, Grounds):  # before the first token: the evidence shows while the answer streams
-                found = value.found
-                if not found:  # the model's words would be taken back at the end: they are not shown
+                if not value.found:  # no answer follows, only the closest passages
                     history[-1]["content"] = render.NOT_FOUND
                 yield history, gr.skip(), render.grounds_html(value), gr.skip(), gr.skip(), gr.skip()
             elif isinstance(value, Token):
-                if found:
-                    history[-1]["content"] += value.text
-                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                history[-1]["content"] += value.text
+                yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             elif isinstance(value, AskError):
                 history[-1]["content"] = f"⚠ {value.message}"
                 yield history, gr.skip(), "", gr.skip(), gr.skip(), []

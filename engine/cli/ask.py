@@ -34,18 +34,17 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--follow-up needs an earlier question to this store: ask one without it first")
     console = Console(highlight=False)
     with open_store(args.store, model=args.model, device=args.device) as store:
-        answer, found = None, True
+        answer = None
         top_k = TOP_K if args.top_k is None else args.top_k
         for event in store.ask(args.question, top_k=top_k, lexical=not args.no_lexical, previous=previous):
             if isinstance(event, Answer):
                 answer = event
             elif isinstance(event, Grounds) and not event.found and not args.json:
-                # said at once, as the chat does: the words the model would stream have nothing in the files under them
-                found = False
+                # said at once, as the chat does; no answer follows, only the closest passages
                 parts = ("[bold yellow]Not found in your files.[/bold yellow]", escape(unknown_said(event.unknown)),
                          "The closest passages:")
                 console.print(" ".join(part for part in parts if part))
-            elif isinstance(event, Token) and found and not args.json:
+            elif isinstance(event, Token) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
     remember_question(args.store, args.question)
